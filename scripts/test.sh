@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh Debian/Ubuntu machine, then run it.
+#   ./scripts/test.sh            # full suite (what CI runs)
+#   ./scripts/test.sh -k assets  # extra arguments go to pytest
+# Installs: the Debian packages below (apt-get, when missing), a virtualenv in .venv with the
+# package and its [dev] extra. Uses ../shared as the data mirror when TRT_POSE_TD_MIRROR is unset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use for real: an MQTT broker, a headless browser, systemd-analyze.
+APT_PACKAGES=(mosquitto chromium chromium-driver systemd)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== apt-get install ${missing[*]}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+echo "== pip install -e '.[dev]'"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+if [ -z "${TRT_POSE_TD_MIRROR:-}" ] && [ -d ../shared/models ]; then
+    TRT_POSE_TD_MIRROR="$(cd ../shared && pwd)"
+    export TRT_POSE_TD_MIRROR
+fi
+echo "== data mirror: ${TRT_POSE_TD_MIRROR:-(none: tests needing real models will skip)}"
+
+echo "== ruff"
+.venv/bin/ruff check .
+echo "== pytest"
+.venv/bin/python -m pytest -q "$@"

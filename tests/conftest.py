@@ -1,0 +1,54 @@
+"""Shared fixtures: the data mirror (../shared or $TRT_POSE_TD_MIRROR), a private asset cache,
+and the tiny ONNX stand-ins."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def mirror_path() -> Path | None:
+    value = os.environ.get("TRT_POSE_TD_MIRROR")
+    path = Path(value) if value else REPO.parent / "shared"
+    return path if (path / "models").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The data mirror; tests needing real models or COCO images skip without it."""
+    path = mirror_path()
+    if path is None:
+        pytest.skip("no data mirror: set TRT_POSE_TD_MIRROR to a folder laid out like "
+                    "../shared (models/, coco/, crowd/)")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test session fetches into its own cache, from the mirror (never the network)."""
+    os.environ["TRT_POSE_TD_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    path = mirror_path()
+    if path is not None:
+        os.environ["TRT_POSE_TD_MIRROR"] = str(path)
+
+
+@pytest.fixture(scope="session")
+def standins(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Paths of the tiny ONNX stand-ins (see tests/models/fixtures.py)."""
+    import numpy as np
+
+    from tests.models import fixtures
+
+    d = tmp_path_factory.mktemp("standins")
+    return {
+        "heatmap": fixtures.heatmap_pose_model(d / "heatmap.onnx"),
+        "heatmap_128": fixtures.heatmap_pose_model(d / "heatmap128.onnx", (128, 96)),
+        "simcc": fixtures.simcc_pose_model(d / "simcc.onnx"),
+        "detector": fixtures.nms_detector_model(
+            d / "detector.onnx", np.array([[40, 60, 120, 300, 0.9], [200, 20, 260, 100, 0.8],
+                                           [10, 10, 20, 20, 0.1]], np.float32)),
+    }

@@ -1,0 +1,69 @@
+"""``trt-pose-td`` command line: one module per subcommand, each with ``add_parser`` and ``run``.
+
+User errors (:class:`~trt_pose_td.errors.TrtPoseError`) print one line and exit 2; anything else is
+a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+from .. import __version__
+from ..errors import TrtPoseError
+
+#: Subcommand modules in --help order.
+COMMANDS = ("fetch", "run", "bench")
+
+DESCRIPTION = """\
+Top-down multi-person pose estimation: a person detector, then one batched keypoint-model call
+for every person in the frame. Runs on ONNX Runtime (CPU, the default) or TensorRT engines.
+
+quick start:
+  trt-pose-td run                    # sample class photo -> out/poses.jsonl + out/*.jpg
+  trt-pose-td run video.mp4 -o out   # annotated video + JSONL
+  trt-pose-td bench                  # batched vs one-person-at-a-time on crowd frames
+
+Models are downloaded on first use (sha256-checked) into ~/.cache/trt_pose_td; offline, set
+TRT_POSE_TD_MIRROR to a folder laid out like models/<file>.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trt-pose-td", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except TrtPoseError as exc:
+        print(f"trt-pose-td {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"trt-pose-td {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""``trt-pose-td bench``: batched pipeline vs one-person-at-a-time, per stage and crowd size."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .. import bench
+from ..errors import ConfigError
+from ..io.sources import expand_images
+from ..pipeline import TopDownPipeline
+from .common import add_pipeline_args, config_from_args, format_table, parse_int_list
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="measure FPS and per-stage latency, batched vs per person",
+        description="Run the pipeline over crowd frames (default: the MOT17 sample frames, "
+                    "19-42 pedestrians each) in two modes: batched (all crops of a frame in "
+                    "one keypoint-model call, chunked by --max-batch) and per_person (the same "
+                    "models, batch 1 per person). Prints median/p90 per stage, end-to-end FPS "
+                    "and a crowd-size sweep; --json writes everything.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", default=None, metavar="DIR|GLOB",
+                   help="frames to use (default: the mot17 sample group)")
+    p.add_argument("--max-frames", type=int, default=0, help="use at most N frames (0 = all)")
+    p.add_argument("--repeat", type=int, default=2, help="passes over the frames (default: 2)")
+    p.add_argument("--persons", type=parse_int_list, default=[1, 5, 10, 20, 40],
+                   metavar="N,N,...", help="crowd sizes for the keypoint-stage sweep "
+                                           "(default: 1,5,10,20,40)")
+    p.add_argument("--batch-sizes", type=parse_int_list, default=None, metavar="N,N,...",
+                   help="also report keypoint ms/person at these max batches (e.g. 1,4,8,16,32)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write results as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_pipeline_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    if args.frames:
+        paths = expand_images(args.frames)
+        if not paths:
+            raise ConfigError(f"no images at {args.frames}")
+    else:
+        from ..assets import sample_paths
+
+        paths = [str(p) for p in sample_paths("mot17")]
+    if args.max_frames:
+        paths = paths[: args.max_frames]
+    frames = bench.load_frames(paths)
+    with TopDownPipeline.from_config(cfg, progress=not args.quiet) as pipeline:
+        modes = bench.bench_modes(pipeline, frames, args.repeat, quiet=args.quiet)
+        crowd = bench.best_crowd_frame(pipeline, frames)
+        sweep = bench.bench_person_counts(pipeline, crowd, args.persons, quiet=args.quiet) \
+            if crowd is not None else []
+        batches = bench.bench_batch_sizes(pipeline, crowd, args.batch_sizes) \
+            if args.batch_sizes and crowd is not None else []
+    b, s = modes["batched"], modes["per_person"]
+    rows = []
+    for stage in b["stages"]:
+        sb, ss = b["stages"][stage], s["stages"].get(stage, {"median": 0.0, "p90": 0.0})
+        rows.append((stage, sb["median"], sb["p90"], ss["median"], ss["p90"]))
+    pm = modes["persons"]
+    print(format_table(
+        ("stage", "batched med ms", "batched p90", "per-person med ms", "per-person p90"), rows,
+        f"{len(frames)} frames x {args.repeat}, persons/frame mean {pm['mean']:.1f} "
+        f"(min {pm['min']}, max {pm['max']}); {cfg.backend}, {cfg.detector} + {cfg.pose}, "
+        f"max batch {b['max_batch']}"))
+    speedup = b["fps"] / s["fps"]
+    print(f"\nend-to-end FPS: batched {b['fps']:.2f}  per-person {s['fps']:.2f}  "
+          f"speedup {speedup:.2f}x\n")
+    if sweep:
+        print(format_table(("persons", "batched ms", "per-person ms", "speedup"),
+                           [(r["persons"], r["batched_ms"], r["per_person_ms"],
+                             f"{r['speedup']:.2f}x") for r in sweep],
+                           "keypoint stage (crop + inference + decode), median per frame"))
+    if batches:
+        print()
+        print(format_table(("max batch", "inference ms/person"),
+                           [(r["max_batch"], r["infer_ms_per_person"]) for r in batches]))
+    if args.json:
+        doc = {"batched": b, "per_person": s, "speedup": speedup, "persons": pm,
+               "sweep": sweep, "batch_sizes": batches, "frames": paths,
+               "config": cfg.as_dict(), "machine": bench.machine_info()}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+        print(f"\nwrote {args.json}")
+    return 0

@@ -1,0 +1,106 @@
+"""Options shared by run / bench / eval / serve, and table printing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..decode import REFINEMENTS
+from ..engines import BACKENDS
+from ..errors import ConfigError
+from ..models import DEFAULT_DETECTOR, DEFAULT_POSE, REGISTRY
+from ..pipeline import PipelineConfig
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """``320`` -> (320, 320); ``416x320`` -> (416, 320) as (W, H)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or WxH, not {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"size must be N or WxH, not {text!r}")
+    return parts[0], parts[1]
+
+
+def parse_int_list(text: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, not {text!r}"
+                                         ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, not {text!r}")
+    return values
+
+
+def add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    """Model selection and tuning flags (defaults = :class:`PipelineConfig`)."""
+    d = PipelineConfig()
+    dets = ", ".join(n for n, s in REGISTRY.items() if s.task == "detector")
+    poses = ", ".join(n for n, s in REGISTRY.items() if s.task == "pose")
+    g = p.add_argument_group("models")
+    g.add_argument("--detector", default=DEFAULT_DETECTOR, metavar="NAME|PATH",
+                   help=f"person detector: {dets}; or an .onnx path (default: %(default)s)")
+    g.add_argument("--pose", default=DEFAULT_POSE, metavar="NAME|PATH",
+                   help=f"keypoint model: {poses}; or an .onnx path (default: %(default)s)")
+    g.add_argument("--detector-like", default=d.detector_like, metavar="NAME",
+                   help="registry model whose input/output contract a --detector path follows")
+    g.add_argument("--pose-like", default=d.pose_like, metavar="NAME",
+                   help="registry model whose contract a --pose path follows")
+    g.add_argument("--backend", choices=BACKENDS, default=d.backend,
+                   help="inference backend (default: %(default)s)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime threads (default: one per physical core)")
+    t = p.add_argument_group("tuning")
+    t.add_argument("--det-size", type=parse_size, default=None, metavar="N|WxH",
+                   help="detector input size, multiple of 32 (RTMDet: 320, 416, 640; "
+                        "default: the model's own)")
+    t.add_argument("--score-threshold", type=float, default=d.score_threshold,
+                   help="minimum person score (default: %(default)s)")
+    t.add_argument("--iou-threshold", type=float, default=d.iou_threshold,
+                   help="NMS IoU for detectors without NMS in the graph (default: %(default)s)")
+    t.add_argument("--max-persons", type=int, default=d.max_persons,
+                   help="most persons per frame (default: %(default)s)")
+    t.add_argument("--max-batch", type=int, default=d.pose_max_batch,
+                   help="persons per keypoint-model call (default: %(default)s, measured best "
+                        "on a 2-core CPU; GPUs want the engine profile's max)")
+    t.add_argument("--refine", choices=REFINEMENTS, default=d.refine,
+                   help="heatmap sub-pixel refinement (default: %(default)s)")
+    t.add_argument("--box-padding", type=float, default=d.box_padding,
+                   help="crop = box x this, at the model's aspect (default: %(default)s)")
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    if args.max_batch < 1:
+        raise ConfigError(f"--max-batch must be >= 1, not {args.max_batch}")
+    if not 0.0 <= args.score_threshold <= 1.0:
+        raise ConfigError(f"--score-threshold must be in [0, 1], not {args.score_threshold}")
+    return PipelineConfig(
+        detector=args.detector, pose=args.pose, detector_like=args.detector_like,
+        pose_like=args.pose_like, detector_input=args.det_size,
+        score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
+        max_persons=args.max_persons, pose_max_batch=args.max_batch, refine=args.refine,
+        box_padding=args.box_padding, backend=args.backend, threads=args.threads)
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]],
+                 title: Optional[str] = None) -> str:
+    """A plain-text table; floats to 2 decimals, right-aligned numbers."""
+    cells = [[f"{c:.2f}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                         for i, (v, w) in enumerate(zip(values, widths)))
+
+    out = [title] if title else []
+    out += [line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def stage_table(summary: Dict[str, Dict[str, float]], title: Optional[str] = None) -> str:
+    rows = [(stage, v["mean"], v["median"], v["p90"]) for stage, v in summary.items()]
+    return format_table(("stage", "mean ms", "median ms", "p90 ms"), rows, title)

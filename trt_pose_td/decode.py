@@ -1,0 +1,306 @@
+"""Turn raw network outputs into boxes and keypoints (pure numpy + cv2).
+
+Detector decoders return boxes in *network-input* pixels (x1y1x2y2) and scores; the pipeline maps
+them to the frame. Keypoint decoders return coordinates in *network-input* pixels of each crop; the
+pipeline maps them through the inverse crop affine. All coordinates follow :mod:`.geometry`'s
+convention (pixel ``i`` covers ``[i, i+1)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Mapping, Sequence, Tuple
+
+import numpy as np
+
+Outputs = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """Thresholds shared by the detector decoders.
+
+    score_threshold: drop boxes below it; iou_threshold: NMS overlap; max_detections: keep at
+    most this many (highest scores); pre_nms_top_k: candidates considered by NMS.
+    """
+
+    score_threshold: float = 0.3
+    iou_threshold: float = 0.6
+    max_detections: int = 100
+    pre_nms_top_k: int = 1000
+    person_class: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# NMS
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_out: int = 0
+        ) -> np.ndarray:
+    """Greedy non-maximum suppression.
+
+    boxes: (N, 4) x1y1x2y2; scores: (N,). Returns (K,) int64 indices into ``boxes``, by
+    descending score; ``max_out`` > 0 stops after that many.
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    order = np.argsort(-np.asarray(scores, np.float32), kind="stable")
+    areas = (np.clip(boxes[:, 2] - boxes[:, 0], 0, None) *
+             np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        if max_out and len(keep) >= max_out:
+            break
+        rest = order[1:]
+        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, np.int64)
+
+
+def _threshold_topk_nms(boxes: np.ndarray, scores: np.ndarray, p: DetectorParams
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    mask = scores >= p.score_threshold
+    boxes, scores = boxes[mask], scores[mask]
+    if len(scores) > p.pre_nms_top_k:
+        top = np.argpartition(-scores, p.pre_nms_top_k)[: p.pre_nms_top_k]
+        boxes, scores = boxes[top], scores[top]
+    keep = nms(boxes, scores, p.iou_threshold, p.max_detections)
+    return boxes[keep].astype(np.float32), scores[keep].astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Detector decoders: (outputs of batch item 0, input (W, H), params) -> boxes, scores
+def decode_nms_in_graph(outputs: Outputs, input_size: Tuple[int, int], p: DetectorParams
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    """mmdeploy-style ``dets`` [B, N, 5] (x1, y1, x2, y2, score) + ``labels`` [B, N]."""
+    dets = np.asarray(outputs["dets"])[0].reshape(-1, 5)
+    labels = np.asarray(outputs["labels"])[0].reshape(-1) if "labels" in outputs else \
+        np.zeros(len(dets), np.int64)
+    keep = (labels == p.person_class) & (dets[:, 4] >= p.score_threshold)
+    dets = dets[keep]
+    dets = dets[np.argsort(-dets[:, 4], kind="stable")][: p.max_detections]
+    return dets[:, :4].astype(np.float32), dets[:, 4].astype(np.float32)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
+
+
+def decode_rtmdet_raw(outputs: Outputs, input_size: Tuple[int, int], p: DetectorParams,
+                      strides: Sequence[int] = (8, 16, 32)) -> Tuple[np.ndarray, np.ndarray]:
+    """RTMDet raw head: ``cls_s{8,16,32}`` [B,1,h,w] logits, ``reg_s*`` [B,4,h,w] distances.
+
+    Anchor points sit at ``(col * stride, row * stride)``; a box is ``point -+ (l, t, r, b)``.
+    """
+    all_boxes, all_scores = [], []
+    for s in strides:
+        cls = np.asarray(outputs[f"cls_s{s}"])[0, 0]
+        reg = np.asarray(outputs[f"reg_s{s}"])[0]
+        scores = _sigmoid(cls).reshape(-1)
+        h, w = cls.shape
+        ys, xs = np.mgrid[0:h, 0:w]
+        px = (xs * s).reshape(-1).astype(np.float32)
+        py = (ys * s).reshape(-1).astype(np.float32)
+        d = reg.reshape(4, -1)
+        all_boxes.append(np.stack([px - d[0], py - d[1], px + d[2], py + d[3]], 1))
+        all_scores.append(scores)
+    return _threshold_topk_nms(np.concatenate(all_boxes), np.concatenate(all_scores), p)
+
+
+def decode_yolox(outputs: Outputs, input_size: Tuple[int, int], p: DetectorParams,
+                 strides: Sequence[int] = (8, 16, 32)) -> Tuple[np.ndarray, np.ndarray]:
+    """YOLOX ``output`` [B, A, 5 + C]: grid-relative xy, log wh, objectness and class scores
+    (sigmoid already applied). Person score = objectness x class score."""
+    out = np.asarray(next(iter(outputs.values())) if "output" not in outputs
+                     else outputs["output"])[0]
+    w_in, h_in = input_size
+    grids, stride_col = [], []
+    for s in strides:
+        hs, ws = h_in // s, w_in // s
+        ys, xs = np.mgrid[0:hs, 0:ws]
+        grids.append(np.stack([xs.reshape(-1), ys.reshape(-1)], 1))
+        stride_col.append(np.full((hs * ws, 1), s, np.float32))
+    grid = np.concatenate(grids).astype(np.float32)
+    stride = np.concatenate(stride_col)
+    if len(grid) != len(out):
+        raise ValueError(f"YOLOX output has {len(out)} anchors but input {w_in}x{h_in} "
+                         f"implies {len(grid)}")
+    xy = (out[:, :2] + grid) * stride
+    wh = np.exp(np.clip(out[:, 2:4], -20, 20)) * stride
+    scores = out[:, 4] * out[:, 5 + p.person_class]
+    boxes = np.concatenate([xy - wh * 0.5, xy + wh * 0.5], 1)
+    return _threshold_topk_nms(boxes, scores, p)
+
+
+def decode_boxes_scores(outputs: Outputs, input_size: Tuple[int, int], p: DetectorParams,
+                        boxes_name: str = "boxes", scores_name: str = "scores"
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    """Separate score [B, C, A] and box [B, A, 4] (x1y1x2y2) outputs, NMS outside (PicoDet)."""
+    boxes = np.asarray(outputs[boxes_name])[0].reshape(-1, 4)
+    scores = np.asarray(outputs[scores_name])[0]
+    scores = scores[min(p.person_class, scores.shape[0] - 1)].reshape(-1)
+    return _threshold_topk_nms(boxes, scores, p)
+
+
+DetectorDecoder = Callable[..., Tuple[np.ndarray, np.ndarray]]
+
+DETECTOR_DECODERS: Dict[str, DetectorDecoder] = {
+    "nms_in_graph": decode_nms_in_graph,
+    "rtmdet_raw": decode_rtmdet_raw,
+    "yolox": decode_yolox,
+    "boxes_scores": decode_boxes_scores,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Keypoint decoders
+#: Sub-pixel refinements of the heatmap argmax.
+REFINEMENTS = ("none", "quarter", "dark")
+
+
+def heatmap_argmax(heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Integer argmax per heatmap.
+
+    heatmaps: (N, K, h, w) float32. Returns indices (N, K, 2) int64 as (col, row) and the
+    maximum values (N, K) float32. Ties take the first (row-major) position.
+    """
+    n, k, h, w = heatmaps.shape
+    flat = heatmaps.reshape(n, k, h * w)
+    idx = np.argmax(flat, axis=2)
+    vals = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
+    return np.stack([idx % w, idx // w], axis=-1).astype(np.int64), vals.astype(np.float32)
+
+
+def _quarter_offsets(heatmaps: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """+-0.25 towards the higher neighbour, where both neighbours exist (HRNet's refinement)."""
+    n, k, h, w = heatmaps.shape
+    px, py = idx[..., 0], idx[..., 1]
+    ok = (px > 0) & (px < w - 1) & (py > 0) & (py < h - 1)
+    pxc, pyc = np.clip(px, 1, w - 2), np.clip(py, 1, h - 2)
+    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
+    dx = heatmaps[ni, ki, pyc, pxc + 1] - heatmaps[ni, ki, pyc, pxc - 1]
+    dy = heatmaps[ni, ki, pyc + 1, pxc] - heatmaps[ni, ki, pyc - 1, pxc]
+    off = np.stack([np.sign(dx), np.sign(dy)], -1) * 0.25
+    return np.where(ok[..., None], off, 0.0).astype(np.float32)
+
+
+def gaussian_kernel_1d(kernel: int) -> np.ndarray:
+    """(kernel,) float64 Gaussian weights summing to 1, sigma as cv2 picks it for ``sigma=0``."""
+    sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
+    x = np.arange(kernel, dtype=np.float64) - (kernel - 1) / 2
+    g = np.exp(-(x * x) / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def blur_heatmaps(heatmaps: np.ndarray, kernel: int) -> np.ndarray:
+    """Gaussian-blur every (h, w) map with zero borders, rescaled to keep its maximum (DARK).
+
+    heatmaps: (N, K, h, w) float32; a separable blur in numpy (equal to cv2.GaussianBlur with a
+    constant-zero border) so all N x K maps are done in two vectorised passes.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    g = gaussian_kernel_1d(kernel)
+    r = kernel // 2
+    padded = np.pad(heatmaps.astype(np.float64), ((0, 0), (0, 0), (r, r), (r, r)))
+    rows = sliding_window_view(padded, kernel, axis=3) @ g          # (N, K, h + 2r, w)
+    out = sliding_window_view(rows, kernel, axis=2) @ g             # (N, K, h, w)
+    n, k = heatmaps.shape[:2]
+    peak_in = heatmaps.reshape(n, k, -1).max(axis=2)
+    peak_out = out.reshape(n, k, -1).max(axis=2)
+    scale = np.where(peak_out > 0, peak_in / np.where(peak_out > 0, peak_out, 1), 1.0)
+    return (out * scale[..., None, None]).astype(np.float32)
+
+
+def _dark_offsets(heatmaps: np.ndarray, idx: np.ndarray, kernel: int) -> np.ndarray:
+    """DARK (Zhang et al., CVPR 2020): Newton step on the log of the blurred heatmap.
+
+    Only the 5x5 neighbourhood of each maximum is needed, so each map is blurred on the
+    ``(5 + kernel - 1)``-square patch around its argmax (zero outside the map), not whole. The
+    per-map rescale to the original peak adds a constant to the log, so it does not move the step.
+    """
+    n, k, h, w = heatmaps.shape
+    r = kernel // 2
+    size = 5 + 2 * r
+    padded = np.pad(heatmaps, ((0, 0), (0, 0), (r + 2, r + 2), (r + 2, r + 2)))
+    px, py = idx[..., 0], idx[..., 1]
+    # patch rows/cols in padded coordinates: map (py - 2 - r) .. (py + 2 + r)
+    offs = np.arange(size)
+    rows = (py[..., None] + offs)[..., :, None]          # (N, K, size, 1)
+    cols = (px[..., None] + offs)[..., None, :]          # (N, K, 1, size)
+    ni = np.arange(n)[:, None, None, None]
+    ki = np.arange(k)[None, :, None, None]
+    patch = padded[ni, ki, rows, cols].astype(np.float64)          # (N, K, size, size)
+    g = gaussian_kernel_1d(kernel)
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    blurred = sliding_window_view(patch, kernel, axis=3) @ g          # (N, K, size, 5)
+    blurred = sliding_window_view(blurred, kernel, axis=2) @ g        # (N, K, 5, 5)
+    hm = np.log(np.maximum(blurred, 1e-10))
+
+    def at(dy: int, dx: int) -> np.ndarray:
+        return hm[..., 2 + dy, 2 + dx]
+
+    c = at(0, 0)
+    dx = 0.5 * (at(0, 1) - at(0, -1))
+    dy = 0.5 * (at(1, 0) - at(-1, 0))
+    dxx = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
+    dyy = 0.25 * (at(2, 0) - 2 * c + at(-2, 0))
+    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = dxx * dyy - dxy * dxy
+    ok = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2) & (det != 0)
+    safe = np.where(det != 0, det, 1.0)
+    ox = -(dyy * dx - dxy * dy) / safe
+    oy = -(-dxy * dx + dxx * dy) / safe
+    off = np.stack([ox, oy], -1)
+    # A Newton step larger than one cell means the quadratic model does not hold: keep argmax.
+    ok &= np.all(np.abs(off) < 1.0, axis=-1)
+    return np.where(ok[..., None], off, 0.0).astype(np.float32)
+
+
+def dark_kernel_size(heatmap_width: int) -> int:
+    """Blur kernel for DARK: 11 at the 48-wide heatmaps of 256x192 models, scaled, odd, >= 3."""
+    k = int(round(11 * heatmap_width / 48))
+    return max(3, k | 1)
+
+
+def decode_heatmaps(heatmaps: np.ndarray, input_size: Tuple[int, int], refine: str = "dark"
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """Heatmaps (N, K, h, w) -> keypoints (N, K, 2) in input pixels and scores (N, K).
+
+    ``refine``: ``none`` (plain argmax), ``quarter`` (HRNet +-0.25 shift) or ``dark``. Heatmap
+    cell ``j`` spans input pixels ``[j * stride, (j + 1) * stride)``; its centre is the location.
+    """
+    if refine not in REFINEMENTS:
+        raise ValueError(f"unknown refinement {refine!r}; expected one of {REFINEMENTS}")
+    heatmaps = np.asarray(heatmaps, np.float32)
+    n, k, h, w = heatmaps.shape
+    idx, scores = heatmap_argmax(heatmaps)
+    coords = idx.astype(np.float32)
+    if refine == "quarter":
+        coords += _quarter_offsets(heatmaps, idx)
+    elif refine == "dark":
+        coords += _dark_offsets(heatmaps, idx, dark_kernel_size(w))
+    stride = np.array([input_size[0] / w, input_size[1] / h], np.float32)
+    return ((coords + 0.5) * stride).astype(np.float32), scores
+
+
+def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float = 2.0
+                 ) -> Tuple[np.ndarray, np.ndarray]:
+    """SimCC 1-D classifications -> keypoints (N, K, 2) in input pixels and scores (N, K).
+
+    simcc_x: (N, K, W * split_ratio); simcc_y: (N, K, H * split_ratio). Bin ``i`` is the input
+    pixel centre ``i / split_ratio + 0.5`` in this package's convention (mmpose puts pixel
+    centres on integers). Score = the smaller of the two maxima (mmpose's convention).
+    """
+    sx = np.asarray(simcc_x, np.float32)
+    sy = np.asarray(simcc_y, np.float32)
+    ix, iy = np.argmax(sx, axis=2), np.argmax(sy, axis=2)
+    vx = np.take_along_axis(sx, ix[..., None], 2)[..., 0]
+    vy = np.take_along_axis(sy, iy[..., None], 2)[..., 0]
+    coords = np.stack([ix, iy], -1).astype(np.float32) / np.float32(split_ratio) + 0.5
+    return coords, np.minimum(vx, vy).astype(np.float32)

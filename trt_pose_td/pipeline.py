@@ -1,0 +1,237 @@
+"""The top-down loop: detect persons, crop them all in one warp, run the keypoint model once.
+
+CPU path here (any :class:`~.engines.Engine` + a :class:`~.preprocess.Preprocessor`); the GPU path
+(:mod:`trt_pose_td.gpu_pipeline`) implements the same ``__call__(frame) -> FrameResult``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from . import decode, geometry
+from .decode import DetectorParams
+from .engines import Engine, check_contract, load_engine
+from .errors import ConfigError
+from .models import DEFAULT_DETECTOR, DEFAULT_POSE, ModelSpec, get_spec, spec_for_file
+from .preprocess import CpuPreprocessor, Preprocessor, warp_with
+from .types import Detections, Frame, FrameResult, Poses, StageTimes
+
+log = logging.getLogger(__name__)
+
+
+class _Timer:
+    """``with timer("stage"):`` adds the elapsed milliseconds to ``times``."""
+
+    def __init__(self, times: Optional[StageTimes]) -> None:
+        self.times = times
+
+    def __call__(self, stage: str) -> _Timer:
+        self.stage = stage
+        return self
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.times is not None:
+            self.times.add(self.stage, (time.perf_counter() - self.t0) * 1e3)
+
+
+class Detector:
+    """Person detector: letterbox warp -> engine -> decoder -> boxes in frame pixels."""
+
+    def __init__(self, engine: Engine, spec: ModelSpec, params: DetectorParams = DetectorParams(),
+                 preprocessor: Optional[Preprocessor] = None) -> None:
+        if spec.decoder not in decode.DETECTOR_DECODERS:
+            raise ConfigError(f"{spec.name} is not a detector (decoder {spec.decoder!r})")
+        check_contract(engine, spec)
+        self.engine, self.spec, self.params = engine, spec, params
+        self.pre = preprocessor or CpuPreprocessor()
+        self._decode = decode.DETECTOR_DECODERS[spec.decoder]
+        self._dtype = engine.inputs[spec.input_name].dtype
+
+    def input_affine(self, frame: Frame) -> np.ndarray:
+        """(2, 3) frame -> detector input map."""
+        p = self.spec.preprocess
+        return geometry.resize_affine((frame.width, frame.height), p.input_size, p.resize)
+
+    def __call__(self, frame: Frame, times: Optional[StageTimes] = None) -> Detections:
+        timer = _Timer(times)
+        with timer("det_pre"):
+            m = self.input_affine(frame)
+            blob = warp_with(self.pre, frame.image, m[None], self.spec.preprocess)
+        with timer("det_infer"):
+            out = self.engine.infer({self.spec.input_name: blob.astype(self._dtype, copy=False)})
+        with timer("det_post"):
+            named = {role: out[name] for role, name in self.spec.outputs.items()}
+            boxes, scores = self._decode(named, self.spec.preprocess.input_size, self.params)
+            boxes = geometry.map_boxes(boxes, geometry.invert_affines(m))
+            boxes = geometry.clip_boxes(boxes, (frame.width, frame.height))
+            keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+        return Detections(boxes[keep], scores[keep])
+
+
+class PoseEstimator:
+    """Keypoint model on a batch of person crops (chunked by ``max_batch``; static graphs loop)."""
+
+    def __init__(self, engine: Engine, spec: ModelSpec, max_batch: int = 8,
+                 refine: str = "dark", preprocessor: Optional[Preprocessor] = None) -> None:
+        if spec.decoder not in ("heatmap", "simcc"):
+            raise ConfigError(f"{spec.name} is not a keypoint model (decoder {spec.decoder!r})")
+        if refine not in decode.REFINEMENTS:
+            raise ConfigError(f"unknown refinement {refine!r}; expected {decode.REFINEMENTS}")
+        if max_batch < 1:
+            raise ConfigError(f"max batch must be >= 1, not {max_batch}")
+        check_contract(engine, spec)
+        self.engine, self.spec, self.refine = engine, spec, refine
+        self.pre = preprocessor or CpuPreprocessor()
+        limit = engine.max_batch
+        self.max_batch = min(max_batch, limit) if limit else max_batch
+        self._dtype = engine.inputs[spec.input_name].dtype
+
+    def crop_affines(self, boxes: np.ndarray) -> np.ndarray:
+        """(N, 2, 3) frame -> crop maps for person boxes (N, 4)."""
+        p = self.spec.preprocess
+        centers, sizes = geometry.box_to_center_size(boxes, p.aspect, p.padding)
+        return geometry.crop_affines(centers, sizes, p.input_size)
+
+    def decode(self, outputs: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        """Network outputs of a batch -> keypoints (N, 17, 2) in crop-input pixels, scores."""
+        named = {role: outputs[name] for role, name in self.spec.outputs.items()}
+        if self.spec.decoder == "heatmap":
+            return decode.decode_heatmaps(named["heatmaps"], self.spec.preprocess.input_size,
+                                          self.refine)
+        ratio = float(self.spec.decoder_options.get("split_ratio", 2.0))
+        return decode.decode_simcc(named["simcc_x"], named["simcc_y"], ratio)
+
+    def __call__(self, frame: Frame, detections: Detections,
+                 times: Optional[StageTimes] = None) -> Poses:
+        if len(detections) == 0:
+            return Poses.empty()
+        timer = _Timer(times)
+        with timer("crop"):
+            affines = self.crop_affines(detections.boxes)
+            crops = warp_with(self.pre, frame.image, affines, self.spec.preprocess)
+            crops = crops.astype(self._dtype, copy=False)
+        kpts, scores = [], []
+        for start in range(0, len(crops), self.max_batch):
+            with timer("pose_infer"):
+                out = self.engine.infer({self.spec.input_name: crops[start:start + self.max_batch]})
+            with timer("pose_post"):
+                k, s = self.decode(out)
+            kpts.append(k)
+            scores.append(s)
+        with timer("pose_post"):
+            keypoints = geometry.apply_affines(np.concatenate(kpts),
+                                               geometry.invert_affines(affines))
+        return Poses(keypoints, np.concatenate(scores), detections.boxes, detections.scores)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything that selects and tunes the pipeline (CLI flags and TOML map onto it).
+
+    detector / pose: registry names or ONNX paths (a path needs ``*_like`` naming the registry
+    model whose contract it follows); detector_input: (W, H) or None for the model's default;
+    pose_max_batch: persons per keypoint-model call; threads: ONNX Runtime intra-op threads.
+    """
+
+    detector: str = DEFAULT_DETECTOR
+    pose: str = DEFAULT_POSE
+    detector_like: str = DEFAULT_DETECTOR
+    pose_like: str = DEFAULT_POSE
+    detector_input: Optional[Tuple[int, int]] = None
+    score_threshold: float = 0.3
+    iou_threshold: float = 0.6
+    max_persons: int = 100
+    pose_max_batch: int = 8
+    refine: str = "dark"
+    box_padding: float = 1.25
+    backend: str = "onnxruntime"
+    threads: Optional[int] = None
+    extra: Dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_spec(name_or_path: str, task: str, like: str) -> ModelSpec:
+    """A registry spec by name, or a spec for an ONNX path following registry model ``like``."""
+    if name_or_path.endswith(".onnx") or "/" in name_or_path:
+        return spec_for_file(name_or_path, like)
+    return get_spec(name_or_path, task)
+
+
+class TopDownPipeline:
+    """Detector + keypoint model. ``pipeline(frame) -> FrameResult``; close() releases both."""
+
+    def __init__(self, detector: Detector, pose: PoseEstimator) -> None:
+        self.detector, self.pose = detector, pose
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig, progress: bool = True) -> TopDownPipeline:
+        """Fetch (if needed) and load both models as ``cfg`` says."""
+        from dataclasses import replace
+
+        from .assets import model_path
+
+        det_spec = resolve_spec(cfg.detector, "detector", cfg.detector_like)
+        det_spec = det_spec.with_input_size(cfg.detector_input)
+        pose_spec = resolve_spec(cfg.pose, "pose", cfg.pose_like)
+        if cfg.box_padding != pose_spec.preprocess.padding:
+            pose_spec = replace(pose_spec, preprocess=replace(pose_spec.preprocess,
+                                                              padding=cfg.box_padding))
+        params = DetectorParams(cfg.score_threshold, cfg.iou_threshold, cfg.max_persons)
+        det_engine = load_engine(model_path(det_spec, progress), cfg.backend, cfg.threads)
+        try:
+            pose_engine = load_engine(model_path(pose_spec, progress), cfg.backend, cfg.threads)
+        except BaseException:
+            det_engine.close()
+            raise
+        try:
+            return cls(Detector(det_engine, det_spec, params),
+                       PoseEstimator(pose_engine, pose_spec, cfg.pose_max_batch, cfg.refine))
+        except BaseException:
+            det_engine.close()
+            pose_engine.close()
+            raise
+
+    def __call__(self, frame: Frame) -> FrameResult:
+        times = StageTimes()
+        t0 = time.perf_counter()
+        detections = self.detector(frame, times)
+        poses = self.pose(frame, detections, times)
+        times["total"] = (time.perf_counter() - t0) * 1e3
+        return FrameResult(frame, poses, times)
+
+    def run(self, frames: Iterator[Frame]) -> Iterator[FrameResult]:
+        for frame in frames:
+            yield self(frame)
+
+    def close(self) -> None:
+        self.detector.engine.close()
+        self.pose.engine.close()
+
+    def __enter__(self) -> TopDownPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def summarize_times(all_times: List[StageTimes]) -> Dict[str, Dict[str, float]]:
+    """Per stage: mean, median and p90 milliseconds over frames (stages in first-seen order)."""
+    stages: List[str] = []
+    for t in all_times:
+        stages.extend(s for s in t if s not in stages)
+    out: Dict[str, Dict[str, float]] = {}
+    for s in stages:
+        v = np.array([t.get(s, 0.0) for t in all_times], np.float64)
+        out[s] = {"mean": float(v.mean()), "median": float(np.median(v)),
+                  "p90": float(np.percentile(v, 90)), "n": int(len(v))}
+    return out

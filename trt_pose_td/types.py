@@ -1,0 +1,192 @@
+"""Validated result containers (pure numpy).
+
+Coordinates: continuous image pixels of the *original* frame, pixel ``(i, j)`` covering
+``[i, i+1) x [j, j+1)``; boxes are ``x1, y1, x2, y2``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, Optional, Union, cast
+
+import numpy as np
+
+from .skeleton import NUM_KEYPOINTS
+
+Index = Union[int, slice, np.ndarray]
+
+
+def _as(a: object, dtype: type, shape_tail: tuple, name: str) -> np.ndarray:
+    arr: np.ndarray = np.ascontiguousarray(a, dtype=dtype)
+    if arr.ndim != 1 + len(shape_tail) or tuple(arr.shape[1:]) != shape_tail:
+        raise ValueError(f"{name} must have shape (N, {', '.join(map(str, shape_tail))})"
+                         f" but has {arr.shape}".replace("(N, )", "(N,)"))
+    return arr
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One input image: (H, W, 3) uint8 BGR, its index in the source and capture time (s)."""
+
+    image: np.ndarray
+    index: int = 0
+    timestamp: float = field(default_factory=time.time)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        img = self.image
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 \
+                or img.shape[2] != 3:
+            desc = getattr(img, "shape", type(img).__name__)
+            raise ValueError(f"Frame.image must be (H, W, 3) uint8 BGR, got {desc}")
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Person boxes of one frame.
+
+    boxes: (N, 4) float32 x1y1x2y2, pixels, original frame; scores: (N,) float32 in [0, 1];
+    class_ids: (N,) int32 (0 = person).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        boxes = _as(self.boxes, np.float32, (4,), "boxes")
+        scores = _as(self.scores, np.float32, (), "scores")
+        ids = np.zeros(len(boxes), np.int32) if self.class_ids is None else _as(
+            self.class_ids, np.int32, (), "class_ids")
+        if not len(boxes) == len(scores) == len(ids):
+            raise ValueError(f"boxes/scores/class_ids lengths differ: "
+                             f"{len(boxes)}/{len(scores)}/{len(ids)}")
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "class_ids", ids)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, index: Index) -> Detections:
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return Detections(self.boxes[index], self.scores[index], self.labels[index])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(N,) int32 class ids (never None after construction)."""
+        return cast(np.ndarray, self.class_ids)
+
+
+@dataclass(frozen=True)
+class Poses:
+    """Keypoints of the persons of one frame.
+
+    keypoints: (N, 17, 2) float32, pixels, original frame; keypoint_scores: (N, 17) float32;
+    boxes: (N, 4) float32 x1y1x2y2 (the detector's boxes); box_scores: (N,) float32.
+    """
+
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    boxes: np.ndarray
+    box_scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        kpts = _as(self.keypoints, np.float32, (NUM_KEYPOINTS, 2), "keypoints")
+        ks = _as(self.keypoint_scores, np.float32, (NUM_KEYPOINTS,), "keypoint_scores")
+        boxes = _as(self.boxes, np.float32, (4,), "boxes")
+        bs = _as(self.box_scores, np.float32, (), "box_scores")
+        if not len(kpts) == len(ks) == len(boxes) == len(bs):
+            raise ValueError("keypoints/keypoint_scores/boxes/box_scores lengths differ")
+        for name, value in (("keypoints", kpts), ("keypoint_scores", ks), ("boxes", boxes),
+                            ("box_scores", bs)):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def empty(cls) -> Poses:
+        return cls(np.zeros((0, NUM_KEYPOINTS, 2), np.float32),
+                   np.zeros((0, NUM_KEYPOINTS), np.float32),
+                   np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    def __getitem__(self, index: Index) -> Poses:
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return Poses(self.keypoints[index], self.keypoint_scores[index], self.boxes[index],
+                     self.box_scores[index])
+
+    def __iter__(self) -> Iterator[Poses]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def instance_scores(self, keypoint_threshold: float = 0.2) -> np.ndarray:
+        """(N,) float32: box score x mean score of the keypoints above ``keypoint_threshold``.
+
+        The COCO convention of top-down pipelines (mmpose, HRNet): a person whose keypoints the
+        model is unsure of ranks below a confident one with the same box score.
+        """
+        if len(self) == 0:
+            return np.zeros((0,), np.float32)
+        visible = self.keypoint_scores > keypoint_threshold
+        counts = visible.sum(axis=1)
+        sums = np.where(visible, self.keypoint_scores, 0.0).sum(axis=1)
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+        return (self.box_scores * mean).astype(np.float32)
+
+    def to_list(self) -> list:
+        """JSON-ready persons: ``[{"box", "score", "keypoints": [[x, y, s] x 17]}]``."""
+        out = []
+        for i in range(len(self)):
+            kp = np.concatenate([self.keypoints[i], self.keypoint_scores[i, :, None]], axis=1)
+            out.append({
+                "box": [round(float(v), 2) for v in self.boxes[i]],
+                "score": round(float(self.box_scores[i]), 4),
+                "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                              for x, y, s in kp],
+            })
+        return out
+
+
+class StageTimes(Dict[str, float]):
+    """Milliseconds per pipeline stage, in execution order (``{"detect": 12.1, ...}``)."""
+
+    def add(self, stage: str, ms: float) -> None:
+        self[stage] = self.get(stage, 0.0) + ms
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.values()))
+
+
+@dataclass
+class FrameResult:
+    """What the pipeline returns for one frame."""
+
+    frame: Frame
+    poses: Poses
+    times: StageTimes
+
+    def to_json(self) -> dict:
+        """The ``poses.jsonl`` object: frame, source, timestamp, persons."""
+        return {
+            "frame": self.frame.index,
+            "source": self.frame.source,
+            "timestamp": round(self.frame.timestamp, 6),
+            "persons": self.poses.to_list(),
+        }
