@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[ort]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[ort]' 2>&1 \
+    | { grep -v "^WARNING: Location" || true; }
 if [ -z "${TRT_POSE_TD_MIRROR:-}" ] && [ -d ../shared/models ]; then
     TRT_POSE_TD_MIRROR="$(cd ../shared && pwd)"
     export TRT_POSE_TD_MIRROR

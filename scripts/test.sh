@@ -28,7 +28,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 echo "== pip install -e '.[dev]'"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
+    | { grep -v "^WARNING: Location" || true; }
 
 if [ -z "${TRT_POSE_TD_MIRROR:-}" ] && [ -d ../shared/models ]; then
     TRT_POSE_TD_MIRROR="$(cd ../shared && pwd)"
