@@ -5,6 +5,7 @@ import pytest
 from trt_pose_td.engine_meta import (
     EngineMetadata,
     check_runnable,
+    engine_filename,
     mismatch_reasons,
     read_metadata,
     sidecar_path,
@@ -67,3 +68,12 @@ def test_unknown_keys_are_ignored(tmp_path):
     doc["future_field"] = 1
     sidecar_path(engine).write_text(json.dumps(doc))
     assert read_metadata(engine).model == "pp_tinypose_256x192"
+
+
+def test_engine_filenames():
+    assert engine_filename("m", "fp16") == "m.fp16.engine"
+    assert engine_filename("m", "int8", "qdq") == "m.int8-qdq.engine"
+    with pytest.raises(ValueError):
+        engine_filename("m", "int8")
+    with pytest.raises(ValueError):
+        engine_filename("m", "bf16")

@@ -60,6 +60,22 @@ class EngineMetadata:
         return best
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_MODES = ("qdq", "calibrator")
+
+
+def engine_filename(model: str, precision: str, int8_mode: Optional[str] = None) -> str:
+    """The builder's file name for an engine, which the runtime looks up in an engine folder:
+    ``rtmdet_nano_person.fp16.engine``, ``pp_tinypose_256x192.int8-qdq.engine``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "int8":
+        if int8_mode not in INT8_MODES:
+            raise ValueError(f"int8 engines need int8_mode in {INT8_MODES}, not {int8_mode!r}")
+        return f"{model}.int8-{int8_mode}.engine"
+    return f"{model}.{precision}.engine"
+
+
 def sidecar_path(engine_path: Union[str, Path]) -> Path:
     return Path(str(engine_path) + ".json")
 
