@@ -41,3 +41,17 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== pytest"
 .venv/bin/python -m pytest -q "$@"
+
+# JetPack 5 ships Python 3.8: run the CPU suite there too when an interpreter is available.
+PY38=$(command -v python3.8 || ls -d "$HOME"/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null \
+       | head -n 1 || true)
+if [ -n "$PY38" ] && [ $# -eq 0 ]; then
+    echo "== Python 3.8 ($PY38): package + CPU tests"
+    [ -x .venv38/bin/python ] || "$PY38" -m venv .venv38
+    .venv38/bin/python -m pip install -q --disable-pip-version-check -e '.[ort,eval,service]' \
+        pytest 2>&1 | { grep -v "^WARNING: Location" || true; }
+    .venv38/bin/python -m pytest -q -p no:cacheprovider -m "not slow" \
+        --ignore=tests/test_typecheck.py
+elif [ $# -eq 0 ]; then
+    echo "== no Python 3.8 interpreter here: skipped the 3.8 run"
+fi

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -154,7 +154,6 @@ class PipelineConfig:
     box_padding: float = 1.25
     backend: str = "onnxruntime"
     threads: Optional[int] = None
-    extra: Dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
