@@ -9,8 +9,9 @@ from typing import List, Optional
 
 from ..build.options import NO_CUBLAS_CUDNN, BatchRange, BuildOptions, LayerPrecision
 from ..engine_meta import INT8_MODES, PRECISIONS
-from ..errors import ConfigError, TrtPoseError
+from ..errors import ConfigError
 from ..models import REGISTRY
+from . import run_command, setup_logging
 from .common import format_table, parse_size
 
 DESCRIPTION = """\
@@ -194,13 +195,5 @@ def main(argv: Optional[List[str]] = None, prog: str = "build_engines.py") -> in
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except TrtPoseError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    setup_logging(0)
+    return run_command(run, args, prog)
