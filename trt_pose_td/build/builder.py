@@ -96,15 +96,17 @@ def create_network(builder: trt.Builder, env: BuildEnv, strongly_typed: bool
     return builder.create_network(flags)
 
 
-def parse_onnx(network: trt.INetworkDefinition, logger: trt.ILogger, path: Path) -> None:
-    """Fill ``network`` from ``path``; :class:`EngineError` with the parser's messages."""
+def parse_onnx(network: trt.INetworkDefinition, logger: trt.ILogger, path: Path
+               ) -> trt.OnnxParser:
+    """Fill ``network`` from ``path``; :class:`EngineError` with the parser's messages. The
+    parser owns the network's weights: keep it alive until the engine is built."""
     import tensorrt as trt
 
     if not Path(path).is_file():
         raise EngineError(f"ONNX file not found: {path}")
     parser = trt.OnnxParser(network, logger)
     if parser.parse_from_file(str(path)):
-        return
+        return parser
     messages = [" ".join(str(parser.get_error(i)).split()) for i in range(parser.num_errors)]
     raise EngineError(f"TensorRT's ONNX parser rejected {Path(path).name}: "
                       f"{'; '.join(messages) or 'no message (see the log above)'}")
@@ -130,16 +132,19 @@ def add_profiles(builder: trt.Builder, config: trt.IBuilderConfig,
 
 
 def set_calibrator(builder: trt.Builder, config: trt.IBuilderConfig, core: CalibratorCore,
-                   shapes: Dict[str, List[int]]) -> None:
-    """Attach the implicit INT8 calibrator and its min = opt = max calibration profile."""
+                   shapes: Dict[str, List[int]]) -> Any:
+    """Attach the implicit INT8 calibrator and its min = opt = max calibration profile; returns
+    the calibrator, which must stay referenced until the build ends."""
     import tensorrt as trt
 
     profile = builder.create_optimization_profile()
     for name, shape in shapes.items():
         profile.set_shape(name, trt.Dims(shape), trt.Dims(shape), trt.Dims(shape))
-    config.int8_calibrator = make_entropy_calibrator(core)
+    calibrator = make_entropy_calibrator(core)
+    config.int8_calibrator = calibrator
     if not config.set_calibration_profile(profile):
         raise EngineError(f"TensorRT refused the calibration profile {shapes}")
+    return calibrator
 
 
 def calibrator_for(inputs: Dict[str, List[int]], request: PlanRequest, batch: int
@@ -270,19 +275,20 @@ def build_plan(request: PlanRequest, opts: BuildOptions, env: BuildEnv) -> Built
     trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
     network = create_network(builder, env, opts.strongly_typed)
-    parse_onnx(network, logger, request.onnx)
+    parser = parse_onnx(network, logger, request.onnx)  # owns the weights until the build
     inputs = network_inputs(network)
     profiles = engine_profiles(inputs, opts.batches(request.role), request.size)
     config = configure(builder, network, opts, env, request, profiles)
-    core, staging = None, None
+    core, staging, calibrator = None, None, None
     if opts.int8 == "calibrator":
         core, staging, shapes = calibrator_for(inputs, request, opts.calib_batch)
-        set_calibrator(builder, config, core, shapes)
+        calibrator = set_calibrator(builder, config, core, shapes)
     try:
         plan = builder.build_serialized_network(network, config)
     finally:
         if staging is not None:
             staging.close()
+    del parser, calibrator  # TensorRT is done with the weights and the calibration data
     if core is not None and core.error is not None:
         raise core.error
     if plan is None:
