@@ -15,7 +15,7 @@ def module_level_imports(node: ast.AST):
     for child in ast.iter_child_nodes(node):
         if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             continue
-        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.dump(child.test):
             yield from (name for n in child.orelse for name in module_level_imports(
                 ast.Module(body=[n], type_ignores=[])))
             continue

@@ -26,6 +26,7 @@ quick start:
   trt-pose-td run                    # sample class photo -> out/poses.jsonl + out/*.jpg
   trt-pose-td run video.mp4 -o out   # annotated video + JSONL
   trt-pose-td bench                  # batched vs one-person-at-a-time on crowd frames
+  trt-pose-td build --precision fp16 # TensorRT engines for this device (docs/engines.md)
 
 Models are downloaded on first use (sha256-checked) into ~/.cache/trt_pose_td; offline, set
 TRT_POSE_TD_MIRROR to a folder laid out like models/<file>.
