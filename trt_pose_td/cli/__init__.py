@@ -10,13 +10,13 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .. import __version__
 from ..errors import TrtPoseError
 
 #: Subcommand modules in --help order.
-COMMANDS = ("fetch", "run", "bench")
+COMMANDS = ("fetch", "run", "bench", "build")
 
 DESCRIPTION = """\
 Top-down multi-person pose estimation: a person detector, then one batched keypoint-model call
@@ -26,6 +26,7 @@ quick start:
   trt-pose-td run                    # sample class photo -> out/poses.jsonl + out/*.jpg
   trt-pose-td run video.mp4 -o out   # annotated video + JSONL
   trt-pose-td bench                  # batched vs one-person-at-a-time on crowd frames
+  trt-pose-td build --precision fp16 # TensorRT engines for this device (docs/engines.md)
 
 Models are downloaded on first use (sha256-checked) into ~/.cache/trt_pose_td; offline, set
 TRT_POSE_TD_MIRROR to a folder laid out like models/<file>.
@@ -46,23 +47,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def setup_logging(verbose: int) -> None:
+    """WARNING, INFO with -v, DEBUG with -vv."""
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(verbose, 2) if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace,
+                prog: str) -> int:
+    """Run a command: a user error prints ``PROG: error: ...`` on one line and returns 2."""
+    try:
+        return int(func(args) or 0)
+    except TrtPoseError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     if not args.command:
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except TrtPoseError as exc:
-        print(f"trt-pose-td {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"trt-pose-td {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(args.func, args, f"trt-pose-td {args.command}")
 
 
 if __name__ == "__main__":

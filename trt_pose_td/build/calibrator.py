@@ -1,0 +1,186 @@
+"""Implicit INT8 calibration (TensorRT <= 10): ``IInt8EntropyCalibrator2`` fed with the project's
+calibration tensors (:mod:`trt_pose_td.calibration`), with a calibration cache file.
+
+The logic is pure and tested without a GPU: :class:`CalibrationFeed` (fixed-size batches for the
+calibration profile), :class:`CalibrationCache` (read / atomic write) and :class:`CalibratorCore`
+(what ``get_batch`` / ``read_calibration_cache`` / ``write_calibration_cache`` do). The TensorRT
+subclass (:func:`make_entropy_calibrator`) only delegates to the core; :class:`DeviceStaging` is
+the one device buffer batches are copied into (cuda-python).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from ..calibration import batches
+from ..errors import CalibrationError
+
+log = logging.getLogger(__name__)
+
+
+class CalibrationFeed:
+    """Consecutive (B, C, H, W) float32 batches of ``data`` for input ``input_name``.
+
+    The calibration profile fixes the shape, so every batch has exactly ``batch_size`` samples:
+    a short remainder is dropped (logged). ``shape``: the profile shape to check ``data`` against.
+    """
+
+    def __init__(self, data: np.ndarray, batch_size: int, input_name: str,
+                 shape: Optional[Sequence[int]] = None) -> None:
+        if data.ndim != 4:
+            raise CalibrationError(f"calibration data must be (N, C, H, W), not {data.shape}")
+        if shape is not None and (batch_size != shape[0] or data.shape[1:] != tuple(shape[1:])):
+            raise CalibrationError(f"calibration data {data.shape[1:]} in batches of {batch_size} "
+                                   f"does not fit the input {input_name!r} profile {list(shape)}")
+        if len(data) < batch_size:
+            raise CalibrationError(f"the calibration set has {len(data)} samples, fewer than one "
+                                   f"batch of {batch_size}: add images or lower --calib-batch")
+        self.data, self.batch_size, self.input_name = data, batch_size, input_name
+        self.num_batches = len(data) // batch_size
+        if len(data) % batch_size:
+            log.info("calibration uses %d of %d samples (%d batches of %d)",
+                     self.num_batches * batch_size, len(data), self.num_batches, batch_size)
+        self.served = 0
+        self._iter: Iterator[np.ndarray] = iter(())
+        self.reset()
+
+    @property
+    def batch_nbytes(self) -> int:
+        return int(self.batch_size * np.prod(self.data.shape[1:]) * 4)
+
+    def reset(self) -> None:
+        self.served = 0
+        self._iter = iter(batches(self.data, self.batch_size))
+
+    def next_batch(self, names: Sequence[str]) -> Optional[np.ndarray]:
+        """The next full batch for ``names`` (TensorRT's input list), None when done."""
+        if list(names) != [self.input_name]:
+            raise CalibrationError(f"TensorRT asks calibration data for {list(names)}; this set "
+                                   f"feeds the single input {self.input_name!r}")
+        if self.served >= self.num_batches:
+            return None
+        self.served += 1
+        return next(self._iter)
+
+
+class CalibrationCache:
+    """TensorRT's calibration cache file (per-tensor scales): read if present, written atomically.
+    ``path`` None keeps nothing on disk."""
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path = Path(path) if path is not None else None
+
+    def read(self) -> Optional[bytes]:
+        if self.path is None or not self.path.is_file():
+            return None
+        data = self.path.read_bytes()
+        if not data:
+            log.warning("calibration cache %s is empty; calibrating again", self.path)
+            return None
+        log.info("using calibration cache %s", self.path)
+        return data
+
+    def write(self, data: bytes) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_bytes(bytes(data))
+        tmp.replace(self.path)
+        log.info("wrote calibration cache %s (%d bytes)", self.path, len(data))
+
+
+def calibration_cache_path(tensors: Path, trt_version: str) -> Path:
+    """The TensorRT calibration cache beside the calibration tensors it was made from
+    (their file name already encodes model, ONNX, preprocessing and image set)."""
+    tensors = Path(tensors)
+    return tensors.with_name(f"{tensors.stem}.trt{trt_version}.calib")
+
+
+class CalibratorCore:
+    """What the TensorRT calibrator does, minus TensorRT: hand out device pointers of the next
+    batch (``upload`` copies a host batch to the device and returns its address), read and write
+    the cache. An exception inside TensorRT's callback cannot propagate, so it is kept in
+    :attr:`error` and the batch list ends; the builder raises it after the build."""
+
+    def __init__(self, feed: CalibrationFeed, cache: CalibrationCache,
+                 upload: Callable[[np.ndarray], int]) -> None:
+        self.feed, self.cache, self.upload = feed, cache, upload
+        self.error: Optional[BaseException] = None
+
+    def get_batch(self, names: Sequence[str]) -> List[int]:
+        try:
+            batch = self.feed.next_batch(names)
+            if batch is None:
+                return []
+            return [int(self.upload(batch))]
+        except Exception as exc:  # reported by the builder, TensorRT only sees "no more data"
+            self.error = exc
+            return []
+
+    def read_cache(self) -> Optional[bytes]:
+        return self.cache.read()
+
+    def write_cache(self, data: bytes) -> None:
+        self.cache.write(data)
+
+
+class DeviceStaging:
+    """One device buffer of ``nbytes``; :meth:`upload` copies a host batch into it."""
+
+    def __init__(self, nbytes: int) -> None:
+        from .env import check_cuda, cuda_runtime
+
+        self._cudart, self._check = cuda_runtime(), check_cuda
+        self.nbytes = int(nbytes)
+        self.ptr = int(self._check(self._cudart, self._cudart.cudaMalloc(self.nbytes),
+                                   f"cudaMalloc({self.nbytes})"))
+
+    def upload(self, batch: np.ndarray) -> int:
+        batch = np.ascontiguousarray(batch, np.float32)
+        if batch.nbytes != self.nbytes:
+            raise CalibrationError(f"calibration batch of {batch.nbytes} bytes, buffer holds "
+                                   f"{self.nbytes}")
+        rt = self._cudart
+        self._check(rt, rt.cudaMemcpy(self.ptr, batch.ctypes.data, self.nbytes,
+                                      rt.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
+        return self.ptr
+
+    def close(self) -> None:
+        if self.ptr:
+            self._check(self._cudart, self._cudart.cudaFree(self.ptr), "cudaFree")
+            self.ptr = 0
+
+    def __enter__(self) -> DeviceStaging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_entropy_calibrator(core: CalibratorCore) -> Any:
+    """A ``tensorrt.IInt8EntropyCalibrator2`` delegating to ``core`` (TensorRT <= 10 only)."""
+    import tensorrt as trt
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)  # pybind11 needs the explicit call
+            self.core = core
+
+        def get_batch_size(self) -> int:
+            return 1  # explicit batch: the batch is part of the calibration profile's shape
+
+        def get_batch(self, names: Sequence[str]) -> List[int]:
+            return self.core.get_batch(names)
+
+        def read_calibration_cache(self) -> Any:  # None means "no cache" (the stubs omit it)
+            return self.core.read_cache()
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            self.core.write_cache(bytes(cache))
+
+    return EntropyCalibrator()

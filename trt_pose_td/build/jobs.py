@@ -1,0 +1,223 @@
+"""What to build (pure apart from fetching models): one :class:`EngineJob` per role, the
+calibration set, the exact command that rebuilds an engine, and whether an existing engine is
+still what this machine would build (``--skip-existing``)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .. import calibration
+from ..engine_meta import EngineMetadata, engine_filename
+from ..errors import CalibrationError
+from ..models import ModelSpec
+from .env import BuildEnv
+from .options import NO_CUBLAS_CUDNN, BuildOptions
+from .profiles import timing_cache_path
+
+#: Default calibration set inside the data mirror, and its person annotations.
+MIRROR_CALIB_IMAGES = "coco/calib_train2017"
+CALIB_ANNOTATIONS = "person_keypoints_train2017_calib_subset.json"
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    """One engine: its role, model spec (input size applied), source ONNX and engine path."""
+
+    role: str
+    spec: ModelSpec
+    onnx: Path
+    engine: Path
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(W, H) of the image input."""
+        w, h = self.spec.preprocess.input_size
+        return int(w), int(h)
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    images: Path
+    annotations: Optional[Path]
+
+
+def output_dir(opts: BuildOptions) -> Path:
+    """``--output`` or ``cache_dir()/engines`` (absolute)."""
+    from ..assets import cache_dir
+
+    return (Path(opts.output) if opts.output else cache_dir() / "engines").expanduser().resolve()
+
+
+def job_spec(opts: BuildOptions, role: str) -> ModelSpec:
+    """The registry spec (or a spec for an ONNX path) of ``role``, input size applied."""
+    from ..pipeline import resolve_spec
+
+    if role == "detector":
+        return resolve_spec(opts.detector, "detector", opts.detector_like).with_input_size(
+            opts.det_size)
+    return resolve_spec(opts.pose, "pose", opts.pose_like)
+
+
+def plan_jobs(opts: BuildOptions, progress: bool = True) -> List[EngineJob]:
+    """One job per role to build; fetches registry models (sha256-checked) on first use."""
+    from ..assets import model_path
+
+    out = output_dir(opts)
+    jobs = []
+    for role in opts.roles:
+        spec = job_spec(opts, role)
+        engine = out / engine_filename(spec.name, opts.precision, opts.int8)
+        jobs.append(EngineJob(role, spec, Path(model_path(spec, progress)).resolve(), engine))
+    return jobs
+
+
+def has_qdq_nodes(onnx: Path) -> bool:
+    """True when the ONNX graph holds QuantizeLinear and DequantizeLinear nodes (explicit INT8).
+    Reads the protobuf bytes (op types are stored verbatim), so it needs no onnx package."""
+    data = Path(onnx).read_bytes()
+    return b"QuantizeLinear" in data and b"DequantizeLinear" in data
+
+
+def calibration_set(opts: BuildOptions, need_annotations: bool) -> CalibrationSet:
+    """The calibration images (``--calib-images`` or the mirror's coco/calib_train2017) and the
+    person annotations keypoint calibration needs; :class:`CalibrationError` in one line."""
+    from ..assets import MIRROR_ENV, mirror_dir
+
+    if opts.calib_images:
+        images = Path(opts.calib_images).expanduser()
+    else:
+        mirror = mirror_dir()
+        if mirror is None:
+            raise CalibrationError(f"INT8 needs calibration images: pass --calib-images DIR (and "
+                                   f"--calib-annotations FILE for the keypoint model) or set "
+                                   f"{MIRROR_ENV} to a folder holding {MIRROR_CALIB_IMAGES}")
+        images = mirror / MIRROR_CALIB_IMAGES
+    calibration.calibration_images(images)  # missing folder / no images: one clear error
+    annotations: Optional[Path] = None
+    if opts.calib_annotations:
+        annotations = Path(opts.calib_annotations).expanduser()
+        if not annotations.is_file():
+            raise CalibrationError(f"calibration annotations not found: {annotations}")
+    else:
+        default = images / CALIB_ANNOTATIONS
+        annotations = default if default.is_file() else None
+    if need_annotations and annotations is None:
+        raise CalibrationError(f"keypoint-model calibration needs the person boxes of {images}: "
+                               "pass --calib-annotations FILE (COCO person_keypoints json)")
+    return CalibrationSet(images.resolve(), annotations.resolve() if annotations else None)
+
+
+def needs_calibration_data(opts: BuildOptions, job: EngineJob) -> bool:
+    """INT8 calibrator always; INT8 Q/DQ unless the ONNX is already quantized."""
+    if opts.int8 == "calibrator":
+        return True
+    return opts.int8 == "qdq" and not has_qdq_nodes(job.onnx)
+
+
+def timing_cache_file(opts: BuildOptions, env: BuildEnv) -> Optional[Path]:
+    if opts.timing_cache == "none":
+        return None
+    if opts.timing_cache == "auto":
+        return timing_cache_path(output_dir(opts), str(env.trt.version), env.compute_capability)
+    return Path(opts.timing_cache).expanduser().resolve()
+
+
+def _model_args(opts: BuildOptions, role: str) -> List[str]:
+    name, like = ((opts.detector, opts.detector_like) if role == "detector"
+                  else (opts.pose, opts.pose_like))
+    if name.endswith(".onnx") or "/" in name:
+        return [f"--{role}", os.path.abspath(name), f"--{role}-like", like]
+    return [f"--{role}", name]
+
+
+def rebuild_argv(opts: BuildOptions, role: str) -> List[str]:
+    """The ``trt-pose-td build`` arguments that rebuild the ``role`` engine of ``opts`` (only
+    what differs from the defaults, plus role, model, precision and output)."""
+    d = BuildOptions()
+    argv = ["--only", role] + _model_args(opts, role) + ["--precision", opts.precision]
+    if opts.int8:
+        argv += ["--int8-mode", opts.int8_mode]
+    if role == "detector":
+        if opts.det_size:
+            argv += ["--det-size", f"{opts.det_size[0]}x{opts.det_size[1]}"]
+        if opts.det_batch != d.det_batch:
+            argv += ["--det-batch", str(opts.det_batch)]
+    else:
+        if opts.pose_batches != d.pose_batches:
+            for rng in opts.pose_batches:
+                argv += ["--pose-batch", str(rng)]
+        if opts.max_batch is not None:
+            argv += ["--max-batch", str(opts.max_batch)]
+    argv += _builder_args(opts)
+    if opts.int8:
+        argv += _calibration_args(opts)
+    return argv + ["--output", str(output_dir(opts))]
+
+
+def _builder_args(opts: BuildOptions) -> List[str]:
+    argv: List[str] = []
+    if opts.strongly_typed:
+        argv.append("--strongly-typed")
+    for rule in opts.layer_precisions:
+        argv += ["--layer-precision", str(rule)]
+    if opts.workspace_mib is not None:
+        argv += ["--workspace", str(opts.workspace_mib)]
+    if opts.timing_cache != "auto":
+        argv += ["--timing-cache", opts.timing_cache]
+    if opts.tactic_sources == NO_CUBLAS_CUDNN:
+        argv.append("--no-cublas-cudnn")
+    elif opts.tactic_sources:
+        argv.append(f"--tactic-sources={opts.tactic_sources}")  # may start with '-'
+    if opts.dla_core is not None:
+        argv += ["--dla-core", str(opts.dla_core)]
+    if opts.version_compatible:
+        argv.append("--version-compatible")
+    return argv
+
+
+def _calibration_args(opts: BuildOptions) -> List[str]:
+    argv: List[str] = []
+    if opts.calib_images:
+        argv += ["--calib-images", os.path.abspath(os.path.expanduser(opts.calib_images))]
+    if opts.calib_annotations:
+        argv += ["--calib-annotations",
+                 os.path.abspath(os.path.expanduser(opts.calib_annotations))]
+    if opts.int8 == "calibrator" and opts.calib_batch != BuildOptions().calib_batch:
+        argv += ["--calib-batch", str(opts.calib_batch)]
+    if opts.int8 == "qdq" and opts.qdq_method:
+        argv += ["--qdq-method", opts.qdq_method]
+    return argv
+
+
+def rebuild_command(opts: BuildOptions, role: str) -> str:
+    """The exact shell command that rebuilds the ``role`` engine."""
+    return "trt-pose-td build " + " ".join(shlex.quote(a) for a in rebuild_argv(opts, role))
+
+
+def stale_reasons(meta: EngineMetadata, env: BuildEnv, onnx_sha256: str,
+                  options: Dict[str, object]) -> List[str]:
+    """Why an existing engine is not what this machine would build now (empty: skip it).
+    Compares TensorRT release, GPU, compute capability, source ONNX and the engine options;
+    not the calibration images (delete the engine, or drop --skip-existing, to recalibrate)."""
+    from packaging.version import InvalidVersion, Version
+
+    reasons = []
+    try:
+        built = Version(meta.tensorrt_version).release[:3]
+    except InvalidVersion:
+        built = ()
+    if built != env.trt.release[:3]:
+        reasons.append(f"TensorRT {meta.tensorrt_version} != {env.trt.version}")
+    if (meta.gpu_name, meta.compute_capability) != (env.gpu_name, env.compute_capability):
+        reasons.append(f"GPU {meta.gpu_name} ({meta.compute_capability}) != {env.gpu_name} "
+                       f"({env.compute_capability})")
+    if meta.onnx_sha256 != onnx_sha256:
+        reasons.append(f"ONNX {meta.onnx_sha256[:12]} != {onnx_sha256[:12]}")
+    changed = sorted(k for k, v in options.items() if meta.options.get(k, None) != v)
+    if changed:
+        reasons.append(f"options changed: {', '.join(changed)}")
+    return reasons

@@ -1,0 +1,199 @@
+"""``trt-pose-td build`` (and ``python build_engines.py``): ONNX -> TensorRT engines + sidecars."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+from ..build.options import NO_CUBLAS_CUDNN, BatchRange, BuildOptions, LayerPrecision
+from ..engine_meta import INT8_MODES, PRECISIONS
+from ..errors import ConfigError
+from ..models import REGISTRY
+from . import run_command, setup_logging
+from .common import format_table, parse_size
+
+DESCRIPTION = """\
+Build the detector and keypoint TensorRT engines on the device that will run them (engines are
+tied to one GPU and one TensorRT version; they are never shipped). Writes DIR/<model>.<precision>
+.engine and its provenance DIR/<model>.<precision>.engine.json (TensorRT version, GPU, precision,
+profiles, ONNX and calibration sha256, options, and the exact command that rebuilds it).
+
+INT8, two ways:
+  --int8-mode qdq         explicit Q/DQ ONNX (any TensorRT; the only way on TensorRT >= 11): a
+                          float model is quantized on the calibration images first (cached), an
+                          already quantized ONNX (--detector/--pose PATH) is used as it is
+  --int8-mode calibrator  implicit IInt8EntropyCalibrator2 (TensorRT <= 10) with a cache file
+Both calibrate on the same tensors, made by the run-time preprocessing from the calibration images
+(default: $TRT_POSE_TD_MIRROR/coco/calib_train2017 and its person annotations)."""
+
+EPILOG = """\
+examples:
+  trt-pose-td build --precision fp16                      # both default models, ~/.cache/...
+  trt-pose-td build --precision int8 --output /engines --skip-existing
+  trt-pose-td build --precision int8 --int8-mode calibrator --calib-images calib/
+  trt-pose-td build --only pose --pose-batch 1,8,32 --pose-batch 1,1,4 --max-batch 32
+  trt-pose-td build --only detector --det-size 416 --dla-core 0     # Jetson AGX/NX only
+  trt-pose-td build --no-cublas-cudnn -v                  # TensorRT without cuBLAS/cuDNN libs
+see docs/engines.md"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Every build flag (shared by ``trt-pose-td build`` and ``build_engines.py``)."""
+    d = BuildOptions()
+    dets = ", ".join(n for n, s in REGISTRY.items() if s.task == "detector")
+    poses = ", ".join(n for n, s in REGISTRY.items() if s.task == "pose")
+    g = p.add_argument_group("models")
+    g.add_argument("--detector", default=d.detector, metavar="NAME|PATH",
+                   help=f"person detector: {dets}; or an .onnx path (default: %(default)s)")
+    g.add_argument("--pose", default=d.pose, metavar="NAME|PATH",
+                   help=f"keypoint model: {poses}; or an .onnx path (default: %(default)s)")
+    g.add_argument("--detector-like", default=d.detector_like, metavar="NAME",
+                   help="registry model whose input contract a --detector path follows")
+    g.add_argument("--pose-like", default=d.pose_like, metavar="NAME",
+                   help="registry model whose input contract a --pose path follows")
+    g.add_argument("--only", choices=("detector", "pose"), default=None,
+                   help="build one of the two engines (default: both)")
+    g = p.add_argument_group("precision")
+    g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="engine precision (default: %(default)s)")
+    g.add_argument("--int8-mode", choices=INT8_MODES, default=d.int8_mode,
+                   help="INT8 path: qdq (explicit, any TensorRT) or calibrator (implicit, "
+                        "TensorRT <= 10) (default: %(default)s)")
+    g.add_argument("--strongly-typed", action="store_true",
+                   help="TensorRT >= 10: take every tensor type from the ONNX (Q/DQ or FP16 "
+                        "models); always on from TensorRT 11")
+    g.add_argument("--layer-precision", action="append", default=[], metavar="PATTERN=fp32",
+                   help="keep layers in fp32/fp16: PATTERN is a glob on layer names or "
+                        "type:LAYERTYPE (e.g. 'type:SOFTMAX=fp32'); repeatable")
+    _add_shape_args(p, d)
+    _add_builder_args(p)
+    _add_calibration_args(p, d)
+    g = p.add_argument_group("output")
+    g.add_argument("-o", "--output", default=None, metavar="DIR",
+                   help="engine folder (default: ~/.cache/trt_pose_td/engines, or "
+                        "$TRT_POSE_TD_CACHE/engines)")
+    g.add_argument("--skip-existing", action="store_true",
+                   help="keep an engine whose sidecar matches this TensorRT, GPU, ONNX and "
+                        "options (what a container runs on every start)")
+    g.add_argument("-v", "--verbose", dest="build_verbose", action="count", default=0,
+                   help="log the build and print each layer's precision (-vv: TensorRT's "
+                        "verbose log)")
+
+
+def _add_shape_args(p: argparse.ArgumentParser, d: BuildOptions) -> None:
+    g = p.add_argument_group("shapes")
+    g.add_argument("--det-size", type=parse_size, default=None, metavar="N|WxH",
+                   help="detector input size, multiple of 32 (RTMDet: 320, 416, 640; default: "
+                        "the model's own)")
+    g.add_argument("--det-batch", default=str(d.det_batch), metavar="MIN,OPT,MAX",
+                   help="detector batch profile (default: %(default)s)")
+    g.add_argument("--pose-batch", action="append", default=None, metavar="MIN,OPT,MAX",
+                   help="keypoint-engine batch profile, repeatable for several profiles "
+                        f"(default: {d.pose_batches[0]}: a whole crowd in one call)")
+    g.add_argument("--max-batch", type=int, default=None, metavar="N",
+                   help="largest keypoint batch the runtime will use: refused when no profile "
+                        "reaches it")
+
+
+def _add_builder_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("builder")
+    g.add_argument("--workspace", type=int, default=None, metavar="MIB",
+                   help="memory-pool (workspace) limit in MiB (default: TensorRT's)")
+    g.add_argument("--timing-cache", default="auto", metavar="PATH|auto|none",
+                   help="timing cache reused across builds (auto: one per TensorRT version and "
+                        "GPU in the engine folder)")
+    g.add_argument("--tactic-sources", default=None, metavar="SPEC",
+                   help="change tactic sources: '-CUBLAS,-CUDNN' removes, '+JIT_CONVOLUTIONS' "
+                        "adds, bare names give the exact set, 'none' disables all (use "
+                        "--tactic-sources=-X for a leading '-')")
+    g.add_argument("--no-cublas-cudnn", action="store_true",
+                   help=f"shorthand for --tactic-sources={NO_CUBLAS_CUDNN} (TensorRT without "
+                        "usable cuBLAS/cuDNN libraries)")
+    g.add_argument("--dla-core", type=int, default=None, metavar="N",
+                   help="build for DLA core N with GPU fallback (Jetson Xavier/Orin modules "
+                        "with DLA; FP16/INT8 only)")
+    g.add_argument("--version-compatible", action="store_true",
+                   help="TensorRT >= 10: an engine later TensorRT 10.x runtimes also load")
+
+
+def _add_calibration_args(p: argparse.ArgumentParser, d: BuildOptions) -> None:
+    g = p.add_argument_group("INT8 calibration")
+    g.add_argument("--calib-images", default=None, metavar="DIR",
+                   help="calibration images (default: $TRT_POSE_TD_MIRROR/coco/calib_train2017; "
+                        "never the evaluation images)")
+    g.add_argument("--calib-annotations", default=None, metavar="FILE",
+                   help="COCO person annotations of those images, for keypoint-model crops "
+                        "(default: person_keypoints_train2017_calib_subset.json in DIR)")
+    g.add_argument("--calib-batch", type=int, default=d.calib_batch, metavar="N",
+                   help="images per calibrator batch (default: %(default)s)")
+    g.add_argument("--qdq-method", default=None, metavar="NAME",
+                   help="calibration method of the Q/DQ quantizer (default: its own)")
+
+
+def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    """The :class:`BuildOptions` of parsed build arguments (:class:`ConfigError` when invalid)."""
+    tactics = args.tactic_sources
+    if args.no_cublas_cudnn:
+        if tactics and tactics != NO_CUBLAS_CUDNN:
+            raise ConfigError("give either --no-cublas-cudnn or --tactic-sources, not both")
+        tactics = NO_CUBLAS_CUDNN
+    pose_batches = tuple(BatchRange.parse(t) for t in args.pose_batch) if args.pose_batch \
+        else BuildOptions().pose_batches
+    return BuildOptions(
+        detector=args.detector, pose=args.pose, detector_like=args.detector_like,
+        pose_like=args.pose_like, only=args.only, precision=args.precision,
+        int8_mode=args.int8_mode, output=args.output, det_size=args.det_size,
+        det_batch=BatchRange.parse(args.det_batch), pose_batches=pose_batches,
+        max_batch=args.max_batch, workspace_mib=args.workspace, timing_cache=args.timing_cache,
+        tactic_sources=tactics,
+        layer_precisions=tuple(LayerPrecision.parse(t) for t in args.layer_precision),
+        dla_core=args.dla_core, version_compatible=args.version_compatible,
+        strongly_typed=args.strongly_typed, calib_images=args.calib_images,
+        calib_annotations=args.calib_annotations, calib_batch=args.calib_batch,
+        qdq_method=args.qdq_method, skip_existing=args.skip_existing,
+        verbose=max(getattr(args, "verbose", 0) or 0, args.build_verbose))
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="build TensorRT engines (FP16/INT8) on this device",
+                       description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..build.inspect import summary_line
+    from ..build.run import run_build
+
+    opts = options_from_args(args)
+    if opts.verbose and logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO if opts.verbose == 1 else logging.DEBUG)
+    reports = run_build(opts)
+    rows = []
+    for r in reports:
+        size = r.job.engine.stat().st_size / 2**20
+        state = "kept (up to date)" if r.skipped else f"built in {r.seconds:.0f} s"
+        layers = summary_line(r.layers) if r.layers else ""
+        rows.append((r.job.role, str(r.job.engine), f"{size:.1f} MiB", state, layers))
+        if opts.verbose and r.layers:
+            print(format_table(("layer", "type", "precision"),
+                               [(lay.name, lay.layer_type, lay.precision) for lay in r.layers],
+                               title=f"\n{r.job.engine.name}: per-layer precision"))
+    print(format_table(("role", "engine", "size", "state", "layers"), rows))
+    for r in reports:
+        for warning in r.warnings:
+            print(f"warning: {r.job.engine.name}: {warning}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None, prog: str = "build_engines.py") -> int:
+    """``python build_engines.py ...``: the same options as ``trt-pose-td build``."""
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(0)
+    return run_command(run, args, prog)
