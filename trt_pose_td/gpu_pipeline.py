@@ -95,17 +95,18 @@ class GpuPipeline(TopDownPipeline):
         self._check_engines()
         self.det_stream, self.pose_stream = Stream(), Stream()
         pspec = pose.spec
-        self._crop_dtype = self._pose.inputs[pspec.input_name].dtype
+        self.crop_dtype = self._pose.inputs[pspec.input_name].dtype
         w, h = pspec.preprocess.input_size
-        self._crop_bytes = 3 * h * w * self._crop_dtype.itemsize
+        self._crop_bytes = 3 * h * w * self.crop_dtype.itemsize
         self._crops = DeviceBuffer(self.max_persons * self._crop_bytes)
         self._params = (PinnedBuffer(self.max_persons * 24), DeviceBuffer(self.max_persons * 24))
         k = self._keypoints
         self._results = (PinnedBuffer(self.max_persons * k * 12),
                          DeviceBuffer(self.max_persons * k * 12))
         self._slots = [self._new_slot(), self._new_slot()]
-        self._pose_events = [self._event() for _ in range(2)]
+        self._pose_events = [self._event() for _ in range(3)]  # params up, kernel, end
         self._chunk_events: List[Tuple[Any, Any]] = []
+        self.last_crop_kernel_ms = 0.0  # the crop kernel alone, last frame (benchmarks)
         self._closed = False
         log.info("GPU pipeline on %s: %s, max %d persons, keypoint batch %d", info.name,
                  "zero-copy frames" if self.zero_copy else "pinned frame upload",
@@ -143,23 +144,26 @@ class GpuPipeline(TopDownPipeline):
 
     # ----------------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: PipelineConfig, progress: bool = True) -> GpuPipeline:
+    def from_config(cls, cfg: PipelineConfig, progress: bool = True,
+                    zero_copy: Optional[bool] = None) -> GpuPipeline:
         """Load both engines named by ``cfg`` (engine_dir, precision) on GPU 0."""
         from .cuda.driver import Device
         from .cuda.kernels import Kernels
-        from .engines.tensorrt import TrtEngine
+        from .engines.tensorrt import TrtEngine, import_tensorrt
 
         if getattr(cfg, "flip", False):
             raise ConfigError("flip test-time augmentation is not available on the GPU pipeline "
                               "yet; use --backend onnxruntime")
         det_spec, pose_spec, params = resolve_specs(cfg)
+        import_tensorrt()
+        device = Device(0)  # no TensorRT / no GPU: say so before asking for engines
         paths = [engine_path(cfg, s) for s in (det_spec, pose_spec)]
-        for p in paths:
-            if not p.is_file():
-                raise EngineError(f"no TensorRT engine {p}: build it on this device with "
-                                  "`trt-pose-td build` (or pass --engine-dir)")
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            device.close()
+            raise EngineError(f"no TensorRT engine {', '.join(missing)}: build it on this "
+                              "device with `trt-pose-td build` (or pass --engine-dir)")
         int8 = (cfg.precision or "fp16") == "int8"
-        device = Device(0)
         opened: List[Any] = [device]
         try:
             kernels = Kernels(device)
@@ -170,7 +174,7 @@ class GpuPipeline(TopDownPipeline):
                 opened.append(engines[-1])
             pose = PoseEstimator(engines[1], pose_spec, engines[1].max_batch, cfg.refine)
             return cls(Detector(engines[0], det_spec, params), pose, device, kernels,
-                       cfg.max_persons)
+                       cfg.max_persons, zero_copy)
         except BaseException:
             for thing in reversed(opened):
                 thing.close()
@@ -247,10 +251,11 @@ class GpuPipeline(TopDownPipeline):
         staged = self._params[0].array(np.float32, (n, 6))
         staged[...] = warp_params(affines)
         self._params[1].upload(staged, s)
+        self._pose_events[2].record(s)
         p, frame = spec.preprocess, slot.current
         self.kernels.warp(s, slot.frame_ptr, (frame.width, frame.height), frame.width * 3,
                           self._params[1].ptr, n, self._crops.ptr, p.input_size, p.mean, p.std,
-                          p.channel_order, p.pad_value, self._crop_dtype, self._crops.nbytes)
+                          p.channel_order, p.pad_value, self.crop_dtype, self._crops.nbytes)
         self._pose_events[1].record(s)
         chunks = 0
         for start in range(0, n, self.pose.max_batch):
@@ -293,6 +298,7 @@ class GpuPipeline(TopDownPipeline):
         t0 = time.perf_counter()
         pe, ce = self._pose_events, self._chunk_events
         t["crop"] = pe[1].elapsed_ms(pe[0])
+        self.last_crop_kernel_ms = pe[1].elapsed_ms(pe[2])
         starts = [pe[1]] + [ce[i][1] for i in range(job.chunks - 1)]
         t["pose_infer"] = sum(ce[i][0].elapsed_ms(starts[i]) for i in range(job.chunks))
         decode_ms = sum(ce[i][1].elapsed_ms(ce[i][0]) for i in range(job.chunks))
@@ -339,6 +345,9 @@ class GpuPipeline(TopDownPipeline):
         poses = self._finish_pose(job) if job is not None else Poses.empty()
         slot.times["total"] = (time.perf_counter() - slot.t0) * 1e3
         return FrameResult(slot.current, poses, slot.times)
+
+    def __enter__(self) -> GpuPipeline:
+        return self
 
     def close(self) -> None:
         if getattr(self, "_closed", True):

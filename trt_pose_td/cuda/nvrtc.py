@@ -191,9 +191,11 @@ def precompile(targets: Iterable[str], cache_dir: Optional[Path] = None,
 
     Returns (source, target, path, bytes) rows.
     """
-    rows = []
+    targets = list(targets)
     for target in targets:
         parse_target(target)
+    rows = []
+    for target in targets:
         for name in KERNEL_SOURCES:
             image, path = load_or_compile(name, target, cache_dir, refresh)
             rows.append((name, target, path, len(image)))
