@@ -98,13 +98,16 @@ class GpuPipeline(TopDownPipeline):
         self.crop_dtype = self._pose.inputs[pspec.input_name].dtype
         w, h = pspec.preprocess.input_size
         self._crop_bytes = 3 * h * w * self.crop_dtype.itemsize
-        self._crops = DeviceBuffer(self.max_persons * self._crop_bytes)
+        batch = self.pose.max_batch
+        self._chunk_stride = -(-batch * self._crop_bytes // 256) * 256
+        self._crops = DeviceBuffer(-(-self.max_persons // batch) * self._chunk_stride)
         self._params = (PinnedBuffer(self.max_persons * 24), DeviceBuffer(self.max_persons * 24))
         k = self._keypoints
         self._results = (PinnedBuffer(self.max_persons * k * 12),
                          DeviceBuffer(self.max_persons * k * 12))
         self._slots = [self._new_slot(), self._new_slot()]
-        self._pose_events = [self._event() for _ in range(3)]  # params up, kernel, end
+        # start, crop end, crop-kernel start, keypoints downloaded
+        self._pose_events = [self._event() for _ in range(4)]
         self._chunk_events: List[Tuple[Any, Any]] = []
         self.last_crop_kernel_ms = 0.0  # the crop kernel alone, last frame (benchmarks)
         self._closed = False
@@ -253,9 +256,17 @@ class GpuPipeline(TopDownPipeline):
         self._params[1].upload(staged, s)
         self._pose_events[2].record(s)
         p, frame = spec.preprocess, slot.current
-        self.kernels.warp(s, slot.frame_ptr, (frame.width, frame.height), frame.width * 3,
-                          self._params[1].ptr, n, self._crops.ptr, p.input_size, p.mean, p.std,
-                          p.channel_order, p.pad_value, self.crop_dtype, self._crops.nbytes)
+        batch = self.pose.max_batch
+        # One launch for every person; one per chunk only if chunk starts would break the
+        # 256-byte alignment TensorRT wants for tensor addresses.
+        launches = [(0, n)] if self._chunk_stride == batch * self._crop_bytes else \
+            [(i, min(n, i + batch)) for i in range(0, n, batch)]
+        for start, stop in launches:
+            out = self._crops.ptr + (start // batch) * self._chunk_stride
+            self.kernels.warp(s, slot.frame_ptr, (frame.width, frame.height), frame.width * 3,
+                              self._params[1].ptr + start * 24, stop - start, out, p.input_size,
+                              p.mean, p.std, p.channel_order, p.pad_value, self.crop_dtype,
+                              self._crops.ptr + self._crops.nbytes - out)
         self._pose_events[1].record(s)
         chunks = 0
         for start in range(0, n, self.pose.max_batch):
@@ -272,7 +283,7 @@ class GpuPipeline(TopDownPipeline):
         count = stop - start
         shapes = self._pose.infer_device(
             {spec.input_name: (count, 3, h, w)}, s,
-            {spec.input_name: self._crops.ptr + start * self._crop_bytes})
+            {spec.input_name: self._crops.ptr + index * self._chunk_stride})
         self._chunk_events[index][0].record(s)
         k = self._keypoints
         out = self._results[1].ptr + start * k * 12
@@ -293,15 +304,17 @@ class GpuPipeline(TopDownPipeline):
     def _finish_pose(self, job: _PoseJob) -> Poses:
         n, k, t = len(job.detections), self._keypoints, job.slot.times
         host = self._results[0].array(np.float32, (n, k, 3))
-        self._results[1].download(host, self.pose_stream)
-        self.pose_stream.synchronize()
-        t0 = time.perf_counter()
         pe, ce = self._pose_events, self._chunk_events
+        self._results[1].download(host, self.pose_stream)
+        pe[3].record(self.pose_stream)
+        pe[3].synchronize()
+        t0 = time.perf_counter()
         t["crop"] = pe[1].elapsed_ms(pe[0])
         self.last_crop_kernel_ms = pe[1].elapsed_ms(pe[2])
         starts = [pe[1]] + [ce[i][1] for i in range(job.chunks - 1)]
         t["pose_infer"] = sum(ce[i][0].elapsed_ms(starts[i]) for i in range(job.chunks))
         decode_ms = sum(ce[i][1].elapsed_ms(ce[i][0]) for i in range(job.chunks))
+        decode_ms += pe[3].elapsed_ms(ce[job.chunks - 1][1])  # + the N x K x 3 download
         kpts = geometry.apply_affines(host[..., :2], geometry.invert_affines(job.affines))
         poses = Poses(kpts, host[..., 2].copy(), job.detections.boxes, job.detections.scores)
         t["pose_post"] = decode_ms + (time.perf_counter() - t0) * 1e3

@@ -168,7 +168,11 @@ class TrtEngine(Engine):
                                        onnx_sha256=onnx_sha256)
         self._device.make_current()
         self._runtime = trt.Runtime(trt_logger())
-        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        try:
+            self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        except (RuntimeError, TypeError, ValueError) as exc:
+            log.debug("deserialize_cuda_engine raised %r", exc)
+            self._engine = None
         if self._engine is None:
             raise EngineError(f"{path}: TensorRT {trt.__version__} cannot deserialize it (corrupt, "
                               f"or not a TensorRT engine); rebuild: {self.metadata.build_command}")
@@ -198,8 +202,11 @@ class TrtEngine(Engine):
             spec = TensorSpec(name, _shape(engine.get_tensor_shape(name)), dtype)
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 self._inputs[name] = spec
-                lo, _, hi = engine.get_tensor_profile_shape(name, 0)
-                self._profile[name] = (_shape(lo), _shape(hi))
+                if all(d >= 0 for d in spec.shape):  # static: the profile is the shape
+                    self._profile[name] = (spec.shape, spec.shape)
+                else:
+                    lo, _, hi = engine.get_tensor_profile_shape(name, 0)
+                    self._profile[name] = (_shape(lo), _shape(hi))
             else:
                 self._outputs[name] = spec
 
