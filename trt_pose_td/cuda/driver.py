@@ -33,17 +33,23 @@ class CudaUnavailableError(DependencyError):
     """No usable CUDA driver or device on this machine."""
 
 
-def bindings() -> Any:
-    """The cuda-python driver module (``cuda.bindings.driver``, or ``cuda.cuda`` before 12.6)."""
+def cuda_module(name: str, legacy: str) -> Any:
+    """``cuda.bindings.<name>`` (cuda-python >= 12.6), else the older ``cuda.<legacy>``;
+    :class:`DependencyError` naming the ``trt`` extra when cuda-python is missing."""
+    import importlib
+
     try:
-        from cuda.bindings import driver
+        return importlib.import_module(f"cuda.bindings.{name}")
     except ImportError:
         try:
-            from cuda import cuda as driver  # cuda-python < 12.6 layout
+            return importlib.import_module(f"cuda.{legacy}")
         except ImportError:
-            require("cuda.bindings", "trt", "cuda-python")
-            raise
-    return driver
+            return require(f"cuda.bindings.{name}", "trt", "cuda-python")
+
+
+def bindings() -> Any:
+    """The cuda-python driver API module."""
+    return cuda_module("driver", "cuda")
 
 
 def _error_name(err: Any) -> str:

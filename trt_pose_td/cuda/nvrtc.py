@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
-from .driver import CudaError, check
+from .driver import CudaError, check, cuda_module
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,7 @@ _TARGET = re.compile(r"^(sm|compute)_(\d)(\d+)$")
 
 
 def _nvrtc() -> Any:
-    try:
-        from cuda.bindings import nvrtc
-    except ImportError:
-        try:
-            from cuda import nvrtc  # cuda-python < 12.6 layout
-        except ImportError:
-            from ..errors import require
-
-            require("cuda.bindings", "trt", "cuda-python")
-            raise
-    return nvrtc
+    return cuda_module("nvrtc", "nvrtc")
 
 
 def nvrtc_version() -> Tuple[int, int]:
