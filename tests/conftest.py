@@ -52,3 +52,24 @@ def standins(tmp_path_factory: pytest.TempPathFactory) -> dict:
             d / "detector.onnx", np.array([[40, 60, 120, 300, 0.9], [200, 20, 260, 100, 0.8],
                                            [10, 10, 20, 20, 0.1]], np.float32)),
     }
+
+
+@pytest.fixture(scope="session")
+def cuda_device():
+    """GPU 0 (primary context retained); the ``gpu`` tests skip, saying why, without one."""
+    from trt_pose_td.errors import TrtPoseError
+
+    try:
+        from trt_pose_td.cuda.driver import Device
+
+        device = Device(0)
+    except (ImportError, TrtPoseError) as exc:
+        pytest.skip(f"no usable CUDA GPU: {exc}")
+    yield device
+    device.close()
+
+
+@pytest.fixture(scope="session")
+def trt(cuda_device):
+    """The tensorrt module on a GPU machine (the ``trt`` tests skip without either)."""
+    return pytest.importorskip("tensorrt", reason="TensorRT is not installed")

@@ -68,11 +68,16 @@ class Detector:
         with timer("det_infer"):
             out = self.engine.infer({self.spec.input_name: blob.astype(self._dtype, copy=False)})
         with timer("det_post"):
-            named = {role: out[name] for role, name in self.spec.outputs.items()}
-            boxes, scores = self._decode(named, self.spec.preprocess.input_size, self.params)
-            boxes = geometry.map_boxes(boxes, geometry.invert_affines(m))
-            boxes = geometry.clip_boxes(boxes, (frame.width, frame.height))
-            keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+            return self.postprocess(out, m, frame)
+
+    def postprocess(self, outputs: Dict[str, np.ndarray], m: np.ndarray, frame: Frame
+                    ) -> Detections:
+        """Engine outputs (by graph name) + the input affine ``m`` -> boxes in frame pixels."""
+        named = {role: outputs[name] for role, name in self.spec.outputs.items()}
+        boxes, scores = self._decode(named, self.spec.preprocess.input_size, self.params)
+        boxes = geometry.map_boxes(boxes, geometry.invert_affines(m))
+        boxes = geometry.clip_boxes(boxes, (frame.width, frame.height))
+        keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
         return Detections(boxes[keep], scores[keep])
 
 
@@ -139,6 +144,11 @@ class PipelineConfig:
     detector / pose: registry names or ONNX paths (a path needs ``*_like`` naming the registry
     model whose contract it follows); detector_input: (W, H) or None for the model's default;
     pose_max_batch: persons per keypoint-model call; threads: ONNX Runtime intra-op threads.
+
+    backend: ``onnxruntime``, ``tensorrt`` (the GPU pipeline) or ``auto`` (TensorRT when it, a GPU
+    and both engines are present); preprocessor: the CPU warp, ``cv2`` or ``twin`` (the numpy twin
+    of the GPU crop kernel); engine_dir: folder of the TensorRT engines (default
+    ``<cache>/engines``); precision / int8_mode: which engine files (None = fp16 on TensorRT).
     """
 
     detector: str = DEFAULT_DETECTOR
@@ -154,6 +164,10 @@ class PipelineConfig:
     box_padding: float = 1.25
     backend: str = "onnxruntime"
     threads: Optional[int] = None
+    preprocessor: str = "cv2"
+    engine_dir: Optional[str] = None
+    precision: Optional[str] = None
+    int8_mode: Optional[str] = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -166,6 +180,36 @@ def resolve_spec(name_or_path: str, task: str, like: str) -> ModelSpec:
     return get_spec(name_or_path, task)
 
 
+def resolve_specs(cfg: PipelineConfig) -> Tuple[ModelSpec, ModelSpec, DetectorParams]:
+    """The detector and keypoint specs ``cfg`` selects (input size, box padding applied) and the
+    detector thresholds."""
+    from dataclasses import replace
+
+    det_spec = resolve_spec(cfg.detector, "detector", cfg.detector_like)
+    det_spec = det_spec.with_input_size(cfg.detector_input)
+    pose_spec = resolve_spec(cfg.pose, "pose", cfg.pose_like)
+    if cfg.box_padding != pose_spec.preprocess.padding:
+        pose_spec = replace(pose_spec, preprocess=replace(pose_spec.preprocess,
+                                                          padding=cfg.box_padding))
+    return det_spec, pose_spec, DetectorParams(cfg.score_threshold, cfg.iou_threshold,
+                                               cfg.max_persons)
+
+
+#: CPU warp implementations (``PipelineConfig.preprocessor``).
+PREPROCESSORS = ("cv2", "twin")
+
+
+def make_preprocessor(name: str) -> Preprocessor:
+    """``cv2``: :class:`CpuPreprocessor`; ``twin``: the numpy twin of the GPU crop kernel."""
+    if name == "cv2":
+        return CpuPreprocessor()
+    if name == "twin":
+        from .cuda.twins import TwinPreprocessor
+
+        return TwinPreprocessor()
+    raise ConfigError(f"unknown preprocessor {name!r}; expected one of {PREPROCESSORS}")
+
+
 class TopDownPipeline:
     """Detector + keypoint model. ``pipeline(frame) -> FrameResult``; close() releases both."""
 
@@ -174,27 +218,31 @@ class TopDownPipeline:
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, progress: bool = True) -> TopDownPipeline:
-        """Fetch (if needed) and load both models as ``cfg`` says."""
-        from dataclasses import replace
+        """Fetch (if needed) and load both models as ``cfg`` says.
 
+        ``backend`` tensorrt (or auto, where TensorRT, a GPU and the engines are present) returns
+        the GPU pipeline (:class:`trt_pose_td.gpu_pipeline.GpuPipeline`, a subclass).
+        """
         from .assets import model_path
 
-        det_spec = resolve_spec(cfg.detector, "detector", cfg.detector_like)
-        det_spec = det_spec.with_input_size(cfg.detector_input)
-        pose_spec = resolve_spec(cfg.pose, "pose", cfg.pose_like)
-        if cfg.box_padding != pose_spec.preprocess.padding:
-            pose_spec = replace(pose_spec, preprocess=replace(pose_spec.preprocess,
-                                                              padding=cfg.box_padding))
-        params = DetectorParams(cfg.score_threshold, cfg.iou_threshold, cfg.max_persons)
-        det_engine = load_engine(model_path(det_spec, progress), cfg.backend, cfg.threads)
+        if cls is TopDownPipeline:
+            from .backend import resolve_backend
+
+            if resolve_backend(cfg) == "tensorrt":
+                from .gpu_pipeline import GpuPipeline
+
+                return GpuPipeline.from_config(cfg, progress)
+        det_spec, pose_spec, params = resolve_specs(cfg)
+        pre = make_preprocessor(cfg.preprocessor)
+        det_engine = load_engine(model_path(det_spec, progress), "onnxruntime", cfg.threads)
         try:
-            pose_engine = load_engine(model_path(pose_spec, progress), cfg.backend, cfg.threads)
+            pose_engine = load_engine(model_path(pose_spec, progress), "onnxruntime", cfg.threads)
         except BaseException:
             det_engine.close()
             raise
         try:
-            return cls(Detector(det_engine, det_spec, params),
-                       PoseEstimator(pose_engine, pose_spec, cfg.pose_max_batch, cfg.refine))
+            return cls(Detector(det_engine, det_spec, params, pre),
+                       PoseEstimator(pose_engine, pose_spec, cfg.pose_max_batch, cfg.refine, pre))
         except BaseException:
             det_engine.close()
             pose_engine.close()

@@ -19,7 +19,24 @@ def ort_factory(onnx_path, tmp_path) -> Engine:
     return OrtEngine(onnx_path)
 
 
-ENGINE_FACTORIES = {"onnxruntime": ort_factory}
+_TRT_ENGINES: dict = {}
+
+
+def trt_factory(onnx_path, tmp_path) -> Engine:
+    """A TensorRT engine built from the stand-in (batch profile 1..8), cached per session."""
+    from tests.engines.trt_build import build_engine, require_gpu_tensorrt
+    from trt_pose_td.engines.tensorrt import TrtEngine
+
+    require_gpu_tensorrt()
+    key = str(onnx_path)
+    if key not in _TRT_ENGINES:
+        _TRT_ENGINES[key] = build_engine(onnx_path, tmp_path / (onnx_path.stem + ".engine"))
+    return TrtEngine(_TRT_ENGINES[key])
+
+
+ENGINE_FACTORIES = {"onnxruntime": ort_factory, "tensorrt": trt_factory}
+#: Marks per backend: TensorRT needs a GPU (``-m gpu`` selects it) and TensorRT.
+ENGINE_MARKS = {"tensorrt": [pytest.mark.gpu, pytest.mark.trt]}
 
 
 def _pool_reference(x: np.ndarray) -> np.ndarray:
@@ -28,7 +45,8 @@ def _pool_reference(x: np.ndarray) -> np.ndarray:
     return np.repeat(pooled, 17, axis=1)
 
 
-@pytest.fixture(params=sorted(ENGINE_FACTORIES))
+@pytest.fixture(params=[pytest.param(name, marks=ENGINE_MARKS.get(name, []))
+                        for name in sorted(ENGINE_FACTORIES)])
 def make_engine(request, tmp_path):
     factory = ENGINE_FACTORIES[request.param]
     engines = []

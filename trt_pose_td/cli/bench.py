@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import bench
 from ..errors import ConfigError
 from ..io.sources import expand_images
-from ..pipeline import TopDownPipeline
+from ..pipeline import PipelineConfig, TopDownPipeline
 from .common import add_pipeline_args, config_from_args, format_table, parse_int_list
 
 
@@ -20,7 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "19-42 pedestrians each) in two modes: batched (all crops of a frame in "
                     "one keypoint-model call, chunked by --max-batch) and per_person (the same "
                     "models, batch 1 per person). Prints median/p90 per stage, end-to-end FPS "
-                    "and a crowd-size sweep; --json writes everything.",
+                    "and a crowd-size sweep; --json writes everything. With --backend tensorrt: "
+                    "the GPU pipeline's per-stage CUDA-event times, FPS sequential and with "
+                    "detection overlapping keypoints, and per crowd size the stage times, FPS "
+                    "and the crop kernel's bytes/s.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", default=None, metavar="DIR|GLOB",
                    help="frames to use (default: the mot17 sample group)")
@@ -50,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames:
         paths = paths[: args.max_frames]
     frames = bench.load_frames(paths)
+    from ..backend import resolve_backend
+
+    if resolve_backend(cfg) == "tensorrt":
+        return run_gpu(args, cfg, frames, paths)
     with TopDownPipeline.from_config(cfg, progress=not args.quiet) as pipeline:
         modes = bench.bench_modes(pipeline, frames, args.repeat, quiet=args.quiet)
         crowd = bench.best_crowd_frame(pipeline, frames)
@@ -84,6 +91,37 @@ def run(args: argparse.Namespace) -> int:
         doc = {"batched": b, "per_person": s, "speedup": speedup, "persons": pm,
                "sweep": sweep, "batch_sizes": batches, "frames": paths,
                "config": cfg.as_dict(), "machine": bench.machine_info()}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def run_gpu(args: argparse.Namespace, cfg: PipelineConfig, frames: list, paths: list) -> int:
+    """``--backend tensorrt``: the GPU pipeline's tables (see :mod:`trt_pose_td.gpu_bench`)."""
+    from .. import gpu_bench
+    from ..gpu_pipeline import GpuPipeline
+
+    with GpuPipeline.from_config(cfg, progress=not args.quiet) as pipeline:
+        whole = gpu_bench.bench_frames(pipeline, frames, args.repeat, args.quiet)
+        crowd = max(frames, key=lambda f: len(pipeline(f).poses))
+        sweep = gpu_bench.bench_crowd_sizes(pipeline, crowd, args.persons, quiet=args.quiet)
+        info = gpu_bench.gpu_machine_info(pipeline)
+    seq, pm = whole["sequential"], whole["persons"]
+    print(format_table(("stage", "median ms", "p90 ms"),
+                       [(st, v["median"], v["p90"]) for st, v in seq["stages"].items()],
+                       f"{len(frames)} frames x {args.repeat} on {info['gpu']}, persons/frame "
+                       f"mean {pm['mean']:.1f} (min {pm['min']}, max {pm['max']}); "
+                       f"{cfg.detector} + {cfg.pose}"))
+    print(f"\nend-to-end FPS: sequential {seq['fps']:.1f}  overlapped "
+          f"{whole['overlapped']['fps']:.1f}\n")
+    print(format_table(("persons",) + gpu_bench.STAGES + ("FPS", "crop GB/s"),
+                       [(r["persons"], *[r["stages_ms"][st] for st in gpu_bench.STAGES],
+                         r["fps"], r["crop_bytes_per_s"] / 1e9) for r in sweep],
+                       "median ms per stage at fixed crowd sizes (tiled real boxes)"))
+    if args.json:
+        doc = {"gpu": whole, "sweep": sweep, "frames": paths,
+               "config": cfg.as_dict(), "machine": info}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(doc, indent=1))
         print(f"\nwrote {args.json}")

@@ -6,10 +6,11 @@ import argparse
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..decode import REFINEMENTS
+from ..engine_meta import INT8_MODES, PRECISIONS
 from ..engines import BACKENDS
 from ..errors import ConfigError
 from ..models import DEFAULT_DETECTOR, DEFAULT_POSE, REGISTRY
-from ..pipeline import PipelineConfig
+from ..pipeline import PREPROCESSORS, PipelineConfig
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -51,7 +52,18 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pose-like", default=d.pose_like, metavar="NAME",
                    help="registry model whose contract a --pose path follows")
     g.add_argument("--backend", choices=BACKENDS, default=d.backend,
-                   help="inference backend (default: %(default)s)")
+                   help="inference backend: onnxruntime (CPU), tensorrt (the GPU pipeline, "
+                        "engines from `trt-pose-td build`) or auto (tensorrt when TensorRT, a "
+                        "GPU and both engines are here) (default: %(default)s)")
+    g.add_argument("--engine-dir", default=d.engine_dir, metavar="DIR",
+                   help="TensorRT engine folder (default: <cache>/engines)")
+    g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="which TensorRT engines to load (default: fp16)")
+    g.add_argument("--int8-mode", choices=INT8_MODES, default=d.int8_mode,
+                   help="with --precision int8: qdq or calibrator engines (default: qdq)")
+    g.add_argument("--preprocessor", choices=PREPROCESSORS, default=d.preprocessor,
+                   help="CPU warp: cv2, or twin = the numpy twin of the GPU crop kernel (same "
+                        "sampling as --backend tensorrt) (default: %(default)s)")
     g.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime threads (default: one per physical core)")
     t = p.add_argument_group("tuning")
@@ -83,7 +95,9 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         pose_like=args.pose_like, detector_input=args.det_size,
         score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
         max_persons=args.max_persons, pose_max_batch=args.max_batch, refine=args.refine,
-        box_padding=args.box_padding, backend=args.backend, threads=args.threads)
+        box_padding=args.box_padding, backend=args.backend, threads=args.threads,
+        preprocessor=args.preprocessor, engine_dir=args.engine_dir, precision=args.precision,
+        int8_mode=(args.int8_mode or "qdq") if args.precision == "int8" else args.int8_mode)
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]],

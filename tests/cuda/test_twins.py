@@ -1,0 +1,196 @@
+"""The numpy twins of the kernels against the CPU path (cv2 warp, numpy decoders) — CI, no GPU.
+
+Measured bounds (opencv-python-headless 5.0, 33 COCO/MOT17 frames, 3 crop sizes, boxes partly off
+the frame; and uniform-noise frames): |twin - cv2| <= 0.509 gray levels before normalisation
+(<= 0.0089 after), of which 0.5 is cv2 rounding its warp to uint8 and the rest its fixed-point
+interpolation. The decoding twins equal the CPU decoders bit for bit on every case tried; DARK is
+allowed float rounding (the CPU sums its blur with numpy matmul, the kernel sequentially).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trt_pose_td import decode, geometry
+from trt_pose_td.cuda import twins
+from trt_pose_td.models import get_spec
+from trt_pose_td.preprocess import CpuPreprocessor, normalize_crops
+
+cv2 = pytest.importorskip("cv2")
+#: Max |twin - cv2| in gray levels; older OpenCV interpolates on a 1/32-pixel grid (coarser).
+CV2_BOUND = 0.52 if int(cv2.__version__.split(".")[0]) >= 5 else 4.5
+
+
+def _random_boxes(rng, w, h, n):
+    x1, y1 = rng.uniform(-0.2 * w, w, n), rng.uniform(-0.2 * h, h, n)
+    return np.stack([x1, y1, x1 + rng.uniform(4, 0.8 * w, n), y1 + rng.uniform(4, 0.9 * h, n)], 1)
+
+
+def _levels(a, b, std):
+    return np.abs(a - b) * np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("model", ["pp_tinypose_256x192", "rtmpose_s", "pp_tinypose_128x96"])
+def test_warp_twin_matches_cv2_on_real_frames(shared, model):
+    p = get_spec(model).preprocess
+    rng = np.random.default_rng(7)
+    paths = sorted((shared / "coco/val2017").glob("*.jpg"))[:6] + \
+        sorted((shared / "crowd/MOT17").rglob("*.jpg"))[:1]
+    worst = 0.0
+    for path in paths:
+        img = cv2.imread(str(path))
+        h, w = img.shape[:2]
+        c, s = geometry.box_to_center_size(_random_boxes(rng, w, h, 6), p.aspect, p.padding)
+        aff = geometry.crop_affines(c, s, p.input_size)
+        ref = CpuPreprocessor().warp_batch(img, aff, p.input_size, p.mean, p.std,
+                                           p.channel_order, p.pad_value)
+        got = twins.warp_batch_twin(img, aff, p.input_size, p.mean, p.std, p.channel_order,
+                                    p.pad_value)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        worst = max(worst, float(_levels(got, ref, p.std).max()))
+    assert 0.4 < worst <= CV2_BOUND  # > 0.4: the twin does not round to uint8 like cv2
+
+
+@pytest.mark.parametrize("detector", ["rtmdet_nano_person", "yolox_nano_416",
+                                      "picodet_s_320_pedestrian"])
+def test_warp_twin_matches_cv2_letterbox(detector):
+    p = get_spec(detector).preprocess
+    img = np.random.default_rng(3).integers(0, 256, (237, 411, 3), dtype=np.uint8)
+    m = geometry.resize_affine((411, 237), p.input_size, p.resize)[None]
+    ref = CpuPreprocessor().warp_batch(img, m, p.input_size, p.mean, p.std, p.channel_order,
+                                       p.pad_value)
+    got = twins.warp_batch_twin(img, m, p.input_size, p.mean, p.std, p.channel_order, p.pad_value)
+    assert _levels(got, ref, p.std).max() <= CV2_BOUND
+
+
+def test_integer_translation_copies_pixels_exactly():
+    img = np.random.default_rng(0).integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    m = np.array([[[1, 0, -7], [0, 1, -11]]], np.float32)  # crop starting at (7, 11)
+    got = twins.warp_batch_twin(img, m, (20, 30), (10, 20, 30), (2, 4, 8), "bgr")
+    exact = normalize_crops(img[None, 11:41, 7:27], (10, 20, 30), (2, 4, 8), "bgr")
+    np.testing.assert_array_equal(got, exact)
+    rgb = twins.warp_batch_twin(img, m, (20, 30), (30, 20, 10), (8, 4, 2), "rgb")
+    np.testing.assert_array_equal(rgb, exact[:, ::-1])
+
+
+def test_border_value_and_half_precision():
+    img = np.full((10, 10, 3), 200, np.uint8)
+    far = np.array([[[1, 0, 500], [0, 1, 0]]], np.float32)  # the frame lies far right of output
+    got = twins.warp_batch_twin(img, far, (8, 4), (100, 100, 100), (2, 2, 2), "bgr", 114.0)
+    np.testing.assert_array_equal(got, np.float32(7.0))
+    half = np.array([[[1, 0, 0.5], [0, 1, 0]]], np.float32)  # column 0 mixes border and image
+    f32 = twins.warp_batch_twin(img, half, (4, 4), (0, 0, 0), (1, 1, 1), "bgr", 100.0)
+    f16 = twins.warp_batch_twin(img, half, (4, 4), (0, 0, 0), (1, 1, 1), "bgr", 100.0,
+                                np.float16)
+    assert f32[0, 0, 0, 0] == pytest.approx(150.0) and f32[0, 0, 0, 1] == 200.0
+    np.testing.assert_array_equal(f16, f32.astype(np.float16))
+
+
+def test_bad_arguments_are_refused():
+    img = np.zeros((4, 4, 3), np.uint8)
+    m = np.eye(2, 3, dtype=np.float32)[None]
+    with pytest.raises(ValueError, match="invertible"):
+        twins.warp_params(np.zeros((1, 2, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        twins.warp_params(np.full((1, 2, 3), np.nan))
+    with pytest.raises(ValueError, match="float32 or float16"):
+        twins.warp_batch_twin(img, m, (2, 2), (0,) * 3, (1,) * 3, dtype=np.float64)
+    with pytest.raises(ValueError, match="std"):
+        twins.warp_batch_twin(img, m, (2, 2), (0,) * 3, (1, 0, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+def _gaussian_maps(rng, n, k, h, w, sigma=2.0):
+    yy, xx = np.mgrid[0:h, 0:w]
+    cx = rng.uniform(-1, w, (n, k, 1, 1))
+    cy = rng.uniform(-1, h, (n, k, 1, 1))
+    amp = rng.uniform(0.1, 1.0, (n, k, 1, 1))
+    return (amp * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma ** 2))).astype(np.float32)
+
+
+@pytest.mark.parametrize("refine", decode.REFINEMENTS)
+@pytest.mark.parametrize("shape, size", [((64, 48), (192, 256)), ((32, 24), (96, 128))])
+def test_heatmap_twin_equals_cpu_decoder(refine, shape, size):
+    rng = np.random.default_rng(11)
+    h, w = shape
+    noise = rng.standard_normal((3, 17, h, w)).astype(np.float32)
+    noise[0, 0, 5, 5] = noise[0, 0, 5, 6] = noise[0, 0, 30 % h, 2] = 99.0   # ties: first wins
+    noise[0, 1, 0, 0] = noise[0, 2, h - 1, w - 1] = noise[0, 3, 1, w - 2] = 99.0  # borders
+    for maps in (noise, _gaussian_maps(rng, 5, 17, h, w)):
+        ref_k, ref_s = decode.decode_heatmaps(maps, size, refine)
+        got_k, got_s = twins.decode_heatmaps_twin(maps, size, refine)
+        np.testing.assert_array_equal(got_s, ref_s)
+        if refine == "dark":
+            np.testing.assert_allclose(got_k, ref_k, rtol=0, atol=1e-4)
+        else:
+            np.testing.assert_array_equal(got_k, ref_k)
+    assert twins.decode_heatmaps_twin(noise, size, "none")[0][0, 0] == pytest.approx(
+        [(5 + 0.5) * size[0] / w, (5 + 0.5) * size[1] / h])
+
+
+def test_heatmap_twin_cell_offset():
+    maps = _gaussian_maps(np.random.default_rng(1), 2, 17, 64, 48)
+    a, _ = twins.decode_heatmaps_twin(maps, (192, 256), "quarter", cell_offset=0.0)
+    b, _ = twins.decode_heatmaps_twin(maps, (192, 256), "quarter")
+    np.testing.assert_allclose(b - a, np.broadcast_to([2.0, 2.0], a.shape), atol=1e-5)
+
+
+def test_simcc_twin_equals_cpu_decoder():
+    rng = np.random.default_rng(5)
+    sx = rng.standard_normal((4, 17, 384)).astype(np.float32)
+    sy = rng.standard_normal((4, 17, 512)).astype(np.float32)
+    sx[1, 2, [10, 20]] = 50.0
+    for ratio in (2.0, 1.5):
+        ref = decode.decode_simcc(sx, sy, ratio)
+        got = twins.decode_simcc_twin(sx, sy, ratio)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got[1], ref[1])
+    assert got[0][1, 2, 0] == pytest.approx(10 / 1.5 + 0.5)
+
+
+def test_dark_twin_on_real_model_heatmaps(shared):
+    """Real PP-TinyPose heatmaps of real crops: the twin's DARK equals the CPU decoder."""
+    from trt_pose_td.engines.onnxruntime import OrtEngine
+
+    spec = get_spec("pp_tinypose_256x192")
+    p = spec.preprocess
+    img = cv2.imread(str(shared / "coco/val2017/000000002299.jpg"))
+    boxes = _random_boxes(np.random.default_rng(2), img.shape[1], img.shape[0], 6)
+    c, s = geometry.box_to_center_size(boxes, p.aspect, p.padding)
+    crops = CpuPreprocessor().warp_batch(img, geometry.crop_affines(c, s, p.input_size),
+                                         p.input_size, p.mean, p.std, p.channel_order)
+    with OrtEngine(shared / "models" / spec.file) as engine:
+        maps = engine.infer({spec.input_name: crops})[spec.outputs["heatmaps"]]
+    ref_k, ref_s = decode.decode_heatmaps(maps, p.input_size, "dark")
+    got_k, got_s = twins.decode_heatmaps_twin(maps, p.input_size, "dark")
+    np.testing.assert_array_equal(got_s, ref_s)
+    np.testing.assert_allclose(got_k, ref_k, rtol=0, atol=1e-4)
+    assert np.abs(got_k - decode.decode_heatmaps(maps, p.input_size, "none")[0]).max() > 0.1
+
+
+def test_twin_preprocessor_in_the_cpu_pipeline(standins):
+    """``--preprocessor twin`` runs the CPU pipeline with the GPU kernel's sampling."""
+    from trt_pose_td.cli import build_parser
+    from trt_pose_td.cli.common import config_from_args
+    from trt_pose_td.errors import ConfigError
+    from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline, make_preprocessor
+    from trt_pose_td.types import Frame
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    img[199:202, 99:102] = 255
+    args = build_parser().parse_args(["run", "--preprocessor", "twin", "--detector",
+                                      str(standins["detector"]), "--pose",
+                                      str(standins["heatmap"])])
+    cfg = config_from_args(args)
+    assert cfg.preprocessor == "twin"
+    results = {}
+    for name in ("twin", "cv2"):
+        c = PipelineConfig(**{**cfg.as_dict(), "preprocessor": name})
+        with TopDownPipeline.from_config(c, progress=False) as pipe:
+            assert type(pipe.pose.pre).__name__ == ("TwinPreprocessor" if name == "twin"
+                                                    else "CpuPreprocessor")
+            results[name] = pipe(Frame(img)).poses
+    np.testing.assert_allclose(results["twin"].keypoints, results["cv2"].keypoints, atol=0.5)
+    with pytest.raises(ConfigError, match="preprocessor"):
+        make_preprocessor("pillow")

@@ -1,0 +1,165 @@
+"""The GPU pipeline against the CPU pipeline on real dev images (markers gpu + trt).
+
+Engines are built here (fp32, TF32 off, tests/engines/trt_build.py) from the default models, so the
+comparison isolates the GPU runtime: upload, crop kernel, TensorRT, decode kernel, mapping back.
+Bound: median keypoint distance <= 1 px over persons both pipelines find.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from trt_pose_td import geometry
+from trt_pose_td.engine_meta import engine_filename
+from trt_pose_td.errors import ConfigError
+from trt_pose_td.io.sources import read_image
+from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline
+from trt_pose_td.types import Detections, Frame
+
+pytestmark = [pytest.mark.gpu, pytest.mark.trt]
+log = logging.getLogger(__name__)
+
+DEV_IMAGES = (1000, 233771, 217285, 8690, 329323, 196141, 2299)
+STAGES = {"upload", "det_pre", "det_infer", "det_post", "crop", "pose_infer", "pose_post",
+          "total"}
+
+
+@pytest.fixture(scope="module")
+def engine_dir(shared, trt, tmp_path_factory):
+    from tests.engines.trt_build import build_engine
+
+    d = tmp_path_factory.mktemp("engines")
+    for det in ("rtmdet_nano_person", "rtmdet_nano_person_raw"):
+        onnx = {"rtmdet_nano_person": "rtmdet_nano_person_nms.onnx",
+                "rtmdet_nano_person_raw": "rtmdet_nano_person_rawhead.onnx"}[det]
+        try:
+            build_engine(shared / "models" / onnx, d / engine_filename(det, "fp32"),
+                         role="detector", batch=(1, 1, 1), hw=(320, 320), model=det)
+        except RuntimeError as exc:  # e.g. an ONNX op this TensorRT lacks
+            log.warning("cannot build %s: %s", det, exc)
+    build_engine(shared / "models/pp_tinypose_256x192.onnx",
+                 d / engine_filename("pp_tinypose_256x192", "fp32"), batch=(1, 8, 16),
+                 model="pp_tinypose_256x192")
+    return d
+
+
+@pytest.fixture(scope="module")
+def frames(shared):
+    ann = json.loads((shared / "coco/annotations/person_keypoints_val2017_dev.json").read_text())
+    files = {im["id"]: im["file_name"] for im in ann["images"]}
+    return [Frame(read_image(str(shared / "coco/val2017" / files[i])), n, 0.0, files[i])
+            for n, i in enumerate(DEV_IMAGES) if i in files]
+
+
+def _config(engine_dir, detector="rtmdet_nano_person", **kw):
+    if not (engine_dir / engine_filename(detector, "fp32")).is_file():
+        pytest.skip(f"no engine for {detector} (see the build warning)")
+    return PipelineConfig(detector=detector, backend="tensorrt", engine_dir=str(engine_dir),
+                          precision="fp32", **kw)
+
+
+def _distances(cpu_poses, gpu_poses):
+    """Keypoint distances (px) of persons matched by box IoU >= 0.7, and the unmatched count."""
+    if len(cpu_poses) == 0 or len(gpu_poses) == 0:
+        return [], abs(len(cpu_poses) - len(gpu_poses))
+    iou = geometry.box_iou(cpu_poses.boxes, gpu_poses.boxes)
+    out, missed = [], 0
+    for i in range(len(cpu_poses)):
+        j = int(iou[i].argmax())
+        if iou[i, j] < 0.7:
+            missed += 1
+            continue
+        out.append(np.linalg.norm(cpu_poses.keypoints[i] - gpu_poses.keypoints[j], axis=1))
+    return out, missed
+
+
+@pytest.mark.parametrize("detector", ["rtmdet_nano_person", "rtmdet_nano_person_raw"])
+def test_gpu_keypoints_match_cpu(engine_dir, frames, detector):
+    from trt_pose_td.gpu_pipeline import GpuPipeline
+
+    cfg = _config(engine_dir, detector)
+    dists, missed, persons = [], 0, 0
+    with TopDownPipeline.from_config(cfg) as gpu, \
+            TopDownPipeline.from_config(PipelineConfig(detector=detector), progress=False) as cpu:
+        assert isinstance(gpu, GpuPipeline)
+        for frame in frames:
+            a, result = cpu(frame).poses, gpu(frame)
+            assert STAGES <= set(result.times) or len(result.poses) == 0
+            d, m = _distances(a, result.poses)
+            dists += d
+            missed += m
+            persons += len(a)
+    d = np.concatenate(dists)
+    log.warning("GPU vs CPU (%s): %d/%d persons matched, keypoint distance median %.3f px, "
+                "p90 %.3f, max %.2f", detector, len(dists), persons, np.median(d),
+                np.percentile(d, 90), d.max())
+    assert persons >= 20 and len(dists) >= 0.9 * persons
+    assert np.median(d) <= 1.0
+
+
+def test_overlapped_run_equals_one_frame_at_a_time(engine_dir, frames):
+    with TopDownPipeline.from_config(_config(engine_dir)) as gpu:
+        single = [gpu(f) for f in frames]
+        overlapped = list(gpu.run(frames))
+    assert [r.frame.index for r in overlapped] == [f.index for f in frames]
+    for a, b in zip(single, overlapped):
+        np.testing.assert_allclose(b.poses.keypoints, a.poses.keypoints, atol=1e-3)
+        np.testing.assert_allclose(b.poses.keypoint_scores, a.poses.keypoint_scores, atol=1e-5)
+        assert all(v >= 0 for v in b.times.values())
+
+
+def test_zero_copy_frames_match_pinned_upload(engine_dir, frames, cuda_device):
+    from trt_pose_td.gpu_pipeline import GpuPipeline
+
+    if not cuda_device.info.can_map_host_memory:
+        pytest.skip("this GPU cannot map host memory")
+    results = {}
+    for zero_copy in (False, True):
+        with GpuPipeline.from_config(_config(engine_dir), zero_copy=zero_copy) as gpu:
+            assert gpu.zero_copy is zero_copy
+            results[zero_copy] = [gpu(f).poses for f in frames[:3]]
+    for a, b in zip(results[False], results[True]):
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-3)
+
+
+def test_forty_persons_in_chunks_match_the_cpu_estimator(engine_dir, frames):
+    """40 tiled boxes > the engine profile's 16: one crop launch, three engine chunks."""
+    from trt_pose_td.bench import tile_detections
+
+    frame = frames[-1]
+    with TopDownPipeline.from_config(_config(engine_dir)) as gpu, \
+            TopDownPipeline.from_config(PipelineConfig(), progress=False) as cpu:
+        found = cpu(frame).poses
+        dets = tile_detections(Detections(found.boxes, found.box_scores), 40)
+        a = cpu.pose(frame, dets)
+        b = gpu.process(frame, dets).poses
+        assert gpu.pose.max_batch == 16 and len(b) == 40
+        with pytest.raises(ConfigError, match="capacity"):
+            gpu.process(frame, tile_detections(dets, gpu.max_persons + 1))
+    d = np.linalg.norm(a.keypoints - b.keypoints, axis=2)
+    assert np.median(d) <= 1.0
+
+
+def test_mismatched_engine_is_refused_before_deserializing(engine_dir, tmp_path):
+    import dataclasses
+    import shutil
+
+    from trt_pose_td.engine_meta import read_metadata, write_metadata
+    from trt_pose_td.errors import EngineError
+
+    name = engine_filename("pp_tinypose_256x192", "fp32")
+    (tmp_path / name).write_bytes(b"\0not an engine" * 100)  # would fail to deserialize
+    meta = read_metadata(engine_dir / name)
+    write_metadata(dataclasses.replace(meta, compute_capability="1.0"), tmp_path / name)
+    for det in engine_dir.glob("rtmdet_nano_person.*"):
+        shutil.copy(det, tmp_path / det.name)
+    cfg = _config(tmp_path)
+    with pytest.raises(EngineError, match="cannot run here.*compute capability 1.0"):
+        TopDownPipeline.from_config(cfg)
+    write_metadata(meta, tmp_path / name)
+    with pytest.raises(EngineError, match="cannot deserialize"):
+        TopDownPipeline.from_config(cfg)

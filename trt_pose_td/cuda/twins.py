@@ -1,0 +1,242 @@
+"""numpy twins of the CUDA kernels: the same float operations in the same order (pure numpy).
+
+The GPU tests compare each kernel with its twin (fresh random inputs, output poisoned first);
+CI compares each twin with the CPU path (:mod:`trt_pose_td.preprocess` with cv2,
+:mod:`trt_pose_td.decode`). :class:`TwinPreprocessor` makes the warp twin a CPU
+:class:`~trt_pose_td.preprocess.Preprocessor` (``--preprocessor twin``), so accuracy can be
+measured with the GPU's sampling on a machine without a GPU.
+
+The kernels are compiled with ``--fmad=false``, so float32 numpy (IEEE, round to nearest) performs
+the identical roundings. The host-side parameter helpers here (:func:`warp_params`,
+:func:`norm_params`, :func:`heatmap_params`) are what :mod:`.kernels` passes to the GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from ..decode import REFINEMENTS, dark_kernel_size, gaussian_kernel_1d
+from ..geometry import invert_affines, to_cv2_affine
+
+Size = Tuple[int, int]
+
+#: Largest DARK blur the decode kernel takes (``MAX_DARK_KERNEL`` in decode.cu).
+MAX_DARK_KERNEL = 63
+#: Output dtypes of the warp kernel.
+WARP_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+#: Pixels the CPU twin warps per chunk (bounds its temporary memory to ~100 MB).
+_CHUNK_PIXELS = 1 << 20
+
+
+# --------------------------------------------------------------------------------------------
+# kernel parameters (host side)
+def warp_params(affines: np.ndarray) -> np.ndarray:
+    """(N, 6) float32 per-item maps from output pixel index (u, v) to cv2 source coordinates.
+
+    affines: (N, 2, 3) frame -> output maps in :mod:`trt_pose_td.geometry`'s convention. The
+    inverse of :func:`~trt_pose_td.geometry.to_cv2_affine` is what ``cv2.warpAffine`` samples
+    with (dst pixel centre -> source point, pixel centres on integers), computed in float64.
+    """
+    m = np.asarray(affines, np.float32).reshape(-1, 2, 3)
+    if not np.all(np.isfinite(m)):
+        raise ValueError("affines must be finite")
+    if np.any(np.abs(np.linalg.det(m[:, :, :2].astype(np.float64))) < 1e-12):
+        raise ValueError("affines must be invertible")
+    return np.ascontiguousarray(invert_affines(to_cv2_affine(m)).reshape(-1, 6), np.float32)
+
+
+def norm_params(mean: Sequence[float], std: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+    """(3,) float32 mean and (3,) float32 ``1 / std`` as the CPU path computes them."""
+    mean32 = np.asarray(mean, np.float32).reshape(3)
+    std32 = np.asarray(std, np.float32).reshape(3)
+    if np.any(std32 == 0):
+        raise ValueError(f"std must be non-zero, not {list(std)}")
+    return mean32, (np.float32(1.0) / std32).astype(np.float32)
+
+
+def heatmap_params(input_size: Size, h: int, w: int, refine: str
+                   ) -> Tuple[np.float32, np.float32, int, np.ndarray]:
+    """(stride_x, stride_y) float32, DARK blur size and its (kernel,) float64 weights."""
+    if refine not in REFINEMENTS:
+        raise ValueError(f"unknown refinement {refine!r}; expected one of {REFINEMENTS}")
+    stride = np.array([input_size[0] / w, input_size[1] / h], np.float32)
+    kernel = dark_kernel_size(w) if refine == "dark" else 1
+    if kernel > MAX_DARK_KERNEL:
+        raise ValueError(f"DARK blur {kernel} exceeds the kernel's limit {MAX_DARK_KERNEL}")
+    return stride[0], stride[1], kernel, gaussian_kernel_1d(kernel)
+
+
+# --------------------------------------------------------------------------------------------
+# warp
+def _warp_chunk(flat: np.ndarray, hw: Size, inv: np.ndarray, out_size: Size, border: np.float32
+                ) -> np.ndarray:
+    """Bilinear samples (C, H, W, 3) float32, source channel order, for params inv (C, 6)."""
+    src_w, src_h = hw
+    w, h = out_size
+    u = np.arange(w, dtype=np.float32)[None, None, :]
+    v = np.arange(h, dtype=np.float32)[None, :, None]
+    m = inv[:, :, None, None]
+    sx = m[:, 0] * u + m[:, 1] * v + m[:, 2]
+    sy = m[:, 3] * u + m[:, 4] * v + m[:, 5]
+    inside = (sx >= -1) & (sx < src_w) & (sy >= -1) & (sy < src_h)
+    sx = np.where(inside, sx, np.float32(0))
+    sy = np.where(inside, sy, np.float32(0))
+    x0f, y0f = np.floor(sx), np.floor(sy)
+    x0, y0 = x0f.astype(np.int64), y0f.astype(np.int64)
+    ax, ay = (sx - x0f)[..., None], (sy - y0f)[..., None]
+    bx, by = np.float32(1) - ax, np.float32(1) - ay
+
+    def tap(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        ok = (x >= 0) & (y >= 0) & (x < src_w) & (y < src_h)
+        idx = np.where(ok, y * src_w + x, 0)
+        return np.where(ok[..., None], flat[idx].astype(np.float32), border)
+
+    top = bx * tap(x0, y0) + ax * tap(x0 + 1, y0)
+    bot = bx * tap(x0, y0 + 1) + ax * tap(x0 + 1, y0 + 1)
+    val = by * top + ay * bot
+    return np.where(inside[..., None], val, border)
+
+
+def warp_batch_twin(image: np.ndarray, affines: np.ndarray, out_size: Size,
+                    mean: Sequence[float], std: Sequence[float], channel_order: str = "bgr",
+                    border_value: float = 0.0, dtype: object = np.float32) -> np.ndarray:
+    """Twin of ``warp_affine_f32`` / ``_f16`` (kernels/warp.cu).
+
+    image: (H, W, 3) uint8 BGR; affines: (N, 2, 3) frame -> output maps; out_size: (W, H).
+    Returns (N, 3, H, W) ``dtype`` (float32 or float16): ``(sample - mean) * (1 / std)`` per
+    channel in ``channel_order``.
+    """
+    img = np.ascontiguousarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {img.dtype} {img.shape}")
+    if channel_order not in ("bgr", "rgb"):
+        raise ValueError(f"channel_order must be 'bgr' or 'rgb', not {channel_order!r}")
+    out_dtype = np.dtype(dtype)  # type: ignore[call-overload]
+    if out_dtype not in WARP_DTYPES:
+        raise ValueError(f"dtype must be float32 or float16, not {out_dtype}")
+    inv = warp_params(affines)
+    mean32, istd32 = norm_params(mean, std)
+    w, h = int(out_size[0]), int(out_size[1])
+    out = np.empty((len(inv), 3, h, w), out_dtype)
+    flat = img.reshape(-1, 3)
+    chunk = max(1, _CHUNK_PIXELS // max(1, w * h))
+    for start in range(0, len(inv), chunk):
+        val = _warp_chunk(flat, (img.shape[1], img.shape[0]), inv[start:start + chunk], (w, h),
+                          np.float32(border_value))
+        if channel_order == "rgb":
+            val = val[..., ::-1]
+        out[start:start + chunk] = ((val - mean32) * istd32).transpose(0, 3, 1, 2)
+    return out
+
+
+class TwinPreprocessor:
+    """The GPU crop kernel's exact arithmetic on the CPU (a :class:`Preprocessor`)."""
+
+    def warp_batch(self, image: np.ndarray, affines: np.ndarray, out_size: Size,
+                   mean: Sequence[float], std: Sequence[float], channel_order: str = "bgr",
+                   border_value: float = 0.0) -> np.ndarray:
+        """image: (H, W, 3) uint8 BGR; affines: (N, 2, 3); out_size: (W, H).
+        Returns (N, 3, H, W) float32."""
+        return warp_batch_twin(image, affines, out_size, mean, std, channel_order, border_value)
+
+
+# --------------------------------------------------------------------------------------------
+# decode
+def _argmax(maps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(M, L) -> first-maximum index (M,) int64 and value (M,) float32 (NaN counts as max)."""
+    idx = np.argmax(maps, axis=1)
+    return idx, maps[np.arange(len(maps)), idx]
+
+
+def _sign_quarter(d: np.ndarray) -> np.ndarray:
+    return np.where(d > 0, np.float32(0.25), np.where(d < 0, np.float32(-0.25), np.float32(0)))
+
+
+def _quarter_twin(maps: np.ndarray, px: np.ndarray, py: np.ndarray, w: int, h: int
+                  ) -> np.ndarray:
+    ok = (px > 0) & (px < w - 1) & (py > 0) & (py < h - 1)
+    m = np.arange(len(maps))
+    row, col = np.clip(py, 1, h - 2), np.clip(px, 1, w - 2)
+    dx = maps[m, row * w + col + 1] - maps[m, row * w + col - 1]
+    dy = maps[m, (row + 1) * w + col] - maps[m, (row - 1) * w + col]
+    off = np.stack([_sign_quarter(dx), _sign_quarter(dy)], 1)
+    return np.where(ok[:, None], off, np.float32(0)).astype(np.float32)
+
+
+def _dark_twin(maps: np.ndarray, px: np.ndarray, py: np.ndarray, w: int, h: int, kernel: int,
+               gauss: np.ndarray) -> np.ndarray:
+    """``dark_offset`` in decode.cu: sequential float64 sums, log, Newton step -> (M, 2) float32."""
+    r = kernel // 2
+    size = 5 + 2 * r
+    padded = np.pad(maps.reshape(-1, h, w), ((0, 0), (r + 2, r + 2), (r + 2, r + 2)))
+    offs = np.arange(size)
+    m = np.arange(len(maps))[:, None, None]
+    patch = padded[m, (py[:, None] + offs)[:, :, None], (px[:, None] + offs)[:, None, :]]
+    patch = patch.astype(np.float64)                                   # (M, size, size)
+    rows = np.zeros((len(maps), size, 5))
+    for i in range(kernel):
+        rows = rows + patch[:, :, i:i + 5] * gauss[i]
+    blurred = np.zeros((len(maps), 5, 5))
+    for i in range(kernel):
+        blurred = blurred + rows[:, i:i + 5, :] * gauss[i]
+    lg = np.log(np.maximum(blurred, 1e-10))
+
+    def at(dy: int, dx: int) -> np.ndarray:
+        return lg[:, 2 + dy, 2 + dx]
+
+    c = at(0, 0)
+    dx = 0.5 * (at(0, 1) - at(0, -1))
+    dy = 0.5 * (at(1, 0) - at(-1, 0))
+    dxx = 0.25 * (at(0, 2) - 2.0 * c + at(0, -2))
+    dyy = 0.25 * (at(2, 0) - 2.0 * c + at(-2, 0))
+    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = dxx * dyy - dxy * dxy
+    ok = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2) & (det != 0)
+    safe = np.where(det != 0, det, 1.0)
+    offx = -(dyy * dx - dxy * dy) / safe
+    offy = -(-dxy * dx + dxx * dy) / safe
+    ok &= (np.abs(offx) < 1.0) & (np.abs(offy) < 1.0)
+    off = np.stack([offx, offy], 1).astype(np.float32)
+    return np.where(ok[:, None], off, np.float32(0))
+
+
+def decode_heatmaps_twin(heatmaps: np.ndarray, input_size: Size, refine: str = "dark",
+                         cell_offset: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+    """Twin of ``decode_heatmaps`` (kernels/decode.cu).
+
+    heatmaps: (N, K, h, w) float32. Returns keypoints (N, K, 2) float32 in input pixels and
+    scores (N, K) float32, like :func:`trt_pose_td.decode.decode_heatmaps`.
+    """
+    hm = np.ascontiguousarray(heatmaps, np.float32)
+    n, k, h, w = hm.shape
+    sx, sy, kernel, gauss = heatmap_params(input_size, h, w, refine)
+    maps = hm.reshape(n * k, h * w)
+    idx, best = _argmax(maps)
+    px, py = idx % w, idx // w
+    if refine == "quarter":
+        off = _quarter_twin(maps, px, py, w, h)
+    elif refine == "dark":
+        off = _dark_twin(maps, px, py, w, h, kernel, gauss)
+    else:
+        off = np.zeros((n * k, 2), np.float32)
+    co = np.float32(cell_offset)
+    x = (px.astype(np.float32) + off[:, 0] + co) * sx
+    y = (py.astype(np.float32) + off[:, 1] + co) * sy
+    return np.stack([x, y], 1).reshape(n, k, 2), best.reshape(n, k)
+
+
+def decode_simcc_twin(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float = 2.0
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+    """Twin of ``decode_simcc`` (kernels/decode.cu): (N, K, Lx), (N, K, Ly) float32 ->
+    keypoints (N, K, 2) float32 in input pixels, scores (N, K) float32."""
+    sx = np.ascontiguousarray(simcc_x, np.float32)
+    sy = np.ascontiguousarray(simcc_y, np.float32)
+    n, k = sx.shape[:2]
+    ix, vx = _argmax(sx.reshape(n * k, -1))
+    iy, vy = _argmax(sy.reshape(n * k, -1))
+    split = np.float32(split_ratio)
+    x = ix.astype(np.float32) / split + np.float32(0.5)
+    y = iy.astype(np.float32) / split + np.float32(0.5)
+    return np.stack([x, y], 1).reshape(n, k, 2), np.minimum(vx, vy).reshape(n, k)
