@@ -23,9 +23,6 @@ from .sinks import Sink
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
-
-
 @dataclass(frozen=True)
 class MqttStats:
     connected: bool
@@ -72,7 +69,7 @@ class MqttSink(Sink):
         self._lock = threading.Lock()
         self._published = self._dropped = self._connects = self._disconnects = 0
         self._errors = 0
-        self._closing = False
+        self._closing = self._stopping = False
         self._last_info: Any = None
         self._deadline = float("inf")
         client_id = client_id or f"trt-pose-td-{camera}"
@@ -139,16 +136,18 @@ class MqttSink(Sink):
 
     # -- publisher thread -----------------------------------------------------------------------
     def _publish_loop(self) -> None:
+        """Takes a message only while connected, so the queue alone holds what waits."""
         while True:
-            payload = self._queue.get()
-            if payload is _STOP:
-                return
-            while not self._connected.wait(0.2):
-                if time.monotonic() > self._deadline:
-                    break
-            if not self._connected.is_set():
-                with self._lock:
-                    self._dropped += 1
+            if not self._connected.wait(0.2):
+                if self._stopping and (time.monotonic() > self._deadline or
+                                       self._queue.empty()):
+                    return
+                continue
+            try:
+                payload = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self._stopping:
+                    return
                 continue
             info = self._client.publish(self.topic, payload, qos=self.qos, retain=self.retain)
             with self._lock:
@@ -175,12 +174,14 @@ class MqttSink(Sink):
         if self._closing:
             return
         self._deadline = time.monotonic() + timeout
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            log.warning("mqtt: %d message(s) not sent at shutdown", self._queue.qsize())
-        self._thread.join(timeout=max(0.0, self._deadline - time.monotonic()) + 0.5)
+        self._stopping = True
+        self._thread.join(timeout=timeout + 1.0)
         self._closing = True
+        unsent = self._queue.qsize()
+        if unsent:
+            with self._lock:
+                self._dropped += unsent
+            log.warning("mqtt: %d message(s) not sent at shutdown (broker away)", unsent)
         if self._connected.is_set():
             offline = self._client.publish(self.status_topic, "offline", qos=1, retain=True)
             for info in (self._last_info, offline):  # in order: poses (qos > 0), then status
