@@ -141,30 +141,34 @@ class Service:
 
     def _open_sinks(self, stack: ExitStack) -> None:
         cfg = self.cfg
-        made: Dict[str, Sink] = {}
+        stack.callback(self._drain_sinks)  # closes whichever sinks were opened
         if cfg.jsonl.path:
-            made["jsonl"] = JsonlSink(cfg.jsonl.path, append=True)
+            self._add_sink("jsonl", JsonlSink(cfg.jsonl.path, append=True))
         m = cfg.mqtt
         if m.host:
             from ..io.mqtt import MqttSink
 
-            made["mqtt"] = self._mqtt = MqttSink(
-                m.host, m.port, cfg.service.camera, m.topic, m.status_topic, m.qos, m.retain,
-                m.client_id, m.username or None, mqtt_password(m), m.tls, m.ca_file,
-                m.keepalive, m.queue_size, m.reconnect_min_s, m.reconnect_max_s)
-        for name, sink in made.items():
-            self.sinks.append(GuardedSink(name, sink, self.stats.sink(name)))
-        stack.callback(self._drain_sinks)
+            self._mqtt = MqttSink(
+                m.host, m.port, camera=cfg.service.camera, topic=m.topic,
+                status_topic=m.status_topic, qos=m.qos, retain=m.retain, client_id=m.client_id,
+                username=m.username or None, password=mqtt_password(m), tls=m.tls,
+                ca_file=m.ca_file, keepalive=m.keepalive, queue_size=m.queue_size,
+                reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
+            self._add_sink("mqtt", self._mqtt)
         if self._mqtt is not None:
             mqtt = self._mqtt
             self.stats.sink_stats = lambda: {"mqtt": mqtt_stats_dict(mqtt)}
+
+    def _add_sink(self, name: str, sink: Sink) -> None:
+        self.sinks.append(GuardedSink(name, sink, self.stats.sink(name)))
 
     def _open_feed(self) -> Feed:
         s = self.cfg.source
         if is_live_uri(s.uri):
             return open_capture(s.uri, CaptureOptions(
-                s.width, s.height, s.fps, s.flip, s.timeout_s, s.reconnect_min_s,
-                s.reconnect_max_s, s.max_retries, True, s.rtsp_transport))
+                width=s.width, height=s.height, fps=s.fps, flip=s.flip, timeout_s=s.timeout_s,
+                reconnect_min_s=s.reconnect_min_s, reconnect_max_s=s.reconnect_max_s,
+                max_retries=s.max_retries, reconnect=True, rtsp_transport=s.rtsp_transport))
         return FileFeed(open_source(s.uri, loop=s.loop))
 
     def _drain_sinks(self) -> None:

@@ -152,6 +152,20 @@ class ServiceStats:
             sinks = {n: (c.errors, c.skipped, c.failing) for n, c in self.sinks.items()}
         cam = {"camera": self.camera}
         m = _Metrics()
+        self._frame_metrics(m, snap, cam)
+        samples: List[Tuple[Dict[str, str], float, str]] = []
+        for stage, qs in stages.items():
+            for q, v in qs.items():
+                samples.append(({**cam, "stage": stage, "quantile": str(q)}, v, ""))
+            total, n = sums.get(stage, (0.0, 0))
+            samples += [({**cam, "stage": stage}, total, "_sum"),
+                        ({**cam, "stage": stage}, n, "_count")]
+        m.add_suffixed("stage_latency_seconds", "summary",
+                       "Per-stage latency (quantiles over the last frames)", samples)
+        self._io_metrics(m, snap, sinks, cam)
+        return m.text()
+
+    def _frame_metrics(self, m: _Metrics, snap: Dict[str, Any], cam: Dict[str, str]) -> None:
         m.add("info", "gauge", "Build and model information", [({**cam, **self.info}, 1)])
         m.add("up", "gauge", "1 while healthy (frames flowing, source up)",
               [(cam, int(snap["healthy"]))])
@@ -165,15 +179,10 @@ class ServiceStats:
               [(cam, snap["persons_total"])])
         m.add("errors_total", "counter", "Frames whose processing failed",
               [(cam, snap["errors"])])
-        samples: List[Tuple[Dict[str, str], float, str]] = []
-        for stage, qs in stages.items():
-            for q, v in qs.items():
-                samples.append(({**cam, "stage": stage, "quantile": str(q)}, v, ""))
-            total, n = sums.get(stage, (0.0, 0))
-            samples += [({**cam, "stage": stage}, total, "_sum"),
-                        ({**cam, "stage": stage}, n, "_count")]
-        m.add_suffixed("stage_latency_seconds", "summary",
-                       "Per-stage latency (quantiles over the last frames)", samples)
+
+    @staticmethod
+    def _io_metrics(m: _Metrics, snap: Dict[str, Any], sinks: Dict[str, Tuple[int, int, bool]],
+                    cam: Dict[str, str]) -> None:
         src = snap["source"]
         if src is not None:
             m.add("source_up", "gauge", "1 while the source delivers frames",
@@ -201,7 +210,6 @@ class ServiceStats:
                 m.add(f"mqtt_{key}_total", "counter", help_, [(cam, mqtt[key])])
             m.add("mqtt_queued", "gauge", "Messages waiting for the broker",
                   [(cam, mqtt["queued"])])
-        return m.text()
 
 
 def _escape(value: str) -> str:
