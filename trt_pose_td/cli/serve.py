@@ -1,0 +1,199 @@
+"""``trt-pose-td serve``: the camera service (config file + flags, see trt_pose_td.service)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import ConfigError
+from ..pipeline import PipelineConfig
+from ..service import config as svc_config
+from .common import add_pipeline_args, config_from_args
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = "/etc/trt-pose-td/config.toml"
+SUPPRESS = argparse.SUPPRESS
+
+DESCRIPTION = """\
+Run the pose pipeline on a camera or stream for weeks: publish every frame's poses as JSONL
+(stdout or a file) and MQTT, serve /healthz, /metrics (Prometheus), /stream.mjpg and a preview
+page, and talk to systemd (READY after the engines load and the first frame is processed,
+WATCHDOG pings, STATUS). A lost source is re-opened with backoff (/healthz turns 503 meanwhile),
+a failing sink is retried without stalling inference, SIGTERM drains the sinks and exits 0.
+
+Sources: csi://0 (Jetson CSI camera, needs OpenCV with GStreamer), v4l2:///dev/video0 or
+/dev/video0, rtsp://user:pass@host/path, http://host/mjpeg, a video file, folder or glob (--loop).
+
+Settings come from the TOML file (tables [service] [source] [pipeline] [jsonl] [mqtt] [http]; see
+docker/config.example.toml), then --set SECTION.KEY=VALUE, then the flags below. [pipeline] keys
+are the model/tuning flag names (detector, pose, backend, det_size, max_batch, ...).
+"""
+
+
+def _host_port(text: str) -> Tuple[str, Optional[int]]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, None
+    if not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST[:PORT], not {text!r}")
+    return host, int(port)
+
+
+def _http_addr(text: str) -> Tuple[Optional[str], int]:
+    host, sep, port = text.rpartition(":")
+    if not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, not {text!r}")
+    return (host or None) if sep else None, int(port)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="camera service: JSONL/MQTT/HTTP sinks, health, metrics, systemd",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  trt-pose-td serve --config /etc/trt-pose-td/config.toml\n"
+               "  trt-pose-td serve /dev/video0 --mqtt localhost --http 8080\n"
+               "  trt-pose-td serve clip.mp4 --loop --pose pp_tinypose_128x96 --jsonl out.jsonl\n"
+               "  trt-pose-td serve --config c.toml --set mqtt.qos=1 --print-config")
+    p.add_argument("source", nargs="?", default=SUPPRESS, metavar="SOURCE",
+                   help="camera / stream URI or file (overrides [source] uri)")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help=f"TOML config (default: {DEFAULT_CONFIG} when it exists, else none)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config key (TOML value syntax); repeatable")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as JSON and exit")
+    s = p.add_argument_group("service")
+    s.add_argument("--camera", dest="cfg:service.camera", default=SUPPRESS, metavar="NAME",
+                   help="camera name in topics, metrics and the page (default: camera0)")
+    s.add_argument("--loop", dest="cfg:source.loop", action="store_const", const=True,
+                   default=SUPPRESS, help="repeat a file source forever")
+    s.add_argument("--max-frames", dest="cfg:service.max_frames", type=int, default=SUPPRESS,
+                   metavar="N", help="stop after N frames (default: never)")
+    s.add_argument("--jsonl", dest="cfg:jsonl.path", default=SUPPRESS, metavar="PATH",
+                   help="JSONL output: - for stdout (default), a file (appended), '' for none")
+    s.add_argument("--mqtt", dest="mqtt_addr", type=_host_port, default=None,
+                   metavar="HOST[:PORT]", help="publish to this MQTT broker")
+    s.add_argument("--mqtt-topic", dest="cfg:mqtt.topic", default=SUPPRESS, metavar="TOPIC",
+                   help="topic, {camera} expands (default: trt-pose-td/{camera}/poses)")
+    s.add_argument("--mqtt-qos", dest="cfg:mqtt.qos", type=int, choices=(0, 1, 2),
+                   default=SUPPRESS, help="MQTT QoS (default: 0)")
+    s.add_argument("--mqtt-retain", dest="cfg:mqtt.retain", action="store_const", const=True,
+                   default=SUPPRESS, help="publish retained messages")
+    s.add_argument("--http", dest="http_addr", type=_http_addr, default=None,
+                   metavar="[HOST:]PORT", help="HTTP address (default: 0.0.0.0:8080)")
+    s.add_argument("--no-http", dest="cfg:http.enabled", action="store_const", const=False,
+                   default=SUPPRESS, help="no HTTP server")
+    add_pipeline_args(p)
+    defaults = _suppress_pipeline_defaults(p)
+    p.set_defaults(func=run, pipeline_defaults=defaults)
+
+
+def _pipeline_actions() -> Dict[str, argparse.Action]:
+    """The pipeline flags' actions by dest (whatever add_pipeline_args defines today)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_pipeline_args(probe)
+    return {a.dest: a for a in probe._actions}
+
+
+def _suppress_pipeline_defaults(p: argparse.ArgumentParser) -> Dict[str, Any]:
+    """Record the pipeline flags' defaults and hide them, so parsed args hold only flags given
+    explicitly (they must beat the config file, which beats the defaults)."""
+    dests = set(_pipeline_actions())
+    defaults = {}
+    for action in p._actions:
+        if action.dest in dests:
+            default, convert = action.default, action.type
+            if isinstance(default, str) and callable(convert):
+                default = convert(default)  # what argparse does with a str default
+            defaults[action.dest] = default
+            action.default = SUPPRESS
+    return defaults
+
+
+def _pipeline_value(key: str, value: Any, action: argparse.Action, where: str) -> Any:
+    """A [pipeline] TOML value run through its flag's parsing and choices."""
+    if action.nargs == 0:  # store_true / store_const flags take booleans
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} {key} must be true or false, not {value!r}")
+        return action.const if value else action.default
+    if isinstance(value, list):
+        value = "x".join(str(v) for v in value)  # det_size = [416, 320]
+    convert: Any = action.type
+    if convert is not None and not isinstance(value, bool):
+        try:
+            numeric = isinstance(value, (int, float)) and convert is float
+            value = convert(value if numeric else str(value))
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise ConfigError(f"{where} {key}: {exc}") from None
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(str(c) for c in action.choices)
+        raise ConfigError(f"{where} {key} must be one of {choices}, not {value!r}")
+    return value
+
+
+def pipeline_config(table: Dict[str, Any], args: argparse.Namespace, where: str
+                    ) -> PipelineConfig:
+    """[pipeline] table + explicit flags -> PipelineConfig through ``config_from_args``."""
+    actions = _pipeline_actions()
+    values = dict(args.pipeline_defaults)
+    for key, value in table.items():
+        if key not in actions:
+            raise svc_config.unknown_key(f"{where} [pipeline]", key, actions)
+        values[key] = _pipeline_value(key, value, actions[key], f"{where} [pipeline]")
+    values.update({k: v for k, v in vars(args).items() if k in actions})
+    return config_from_args(argparse.Namespace(**values))
+
+
+def flag_tables(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
+    """The service flags given explicitly, as config tables."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for key, value in vars(args).items():
+        if key.startswith("cfg:"):
+            section, name = key[4:].split(".", 1)
+            out.setdefault(section, {})[name] = value
+    if getattr(args, "source", None) is not None:
+        out.setdefault("source", {})["uri"] = args.source
+    if args.mqtt_addr is not None:
+        host, port = args.mqtt_addr
+        out.setdefault("mqtt", {})["host"] = host
+        if port is not None:
+            out["mqtt"]["port"] = port
+    if args.http_addr is not None:
+        host, port = args.http_addr
+        out.setdefault("http", {}).update({"port": port, "enabled": True})
+        if host is not None:
+            out["http"]["host"] = host
+    return out
+
+
+def resolve(args: argparse.Namespace) -> svc_config.ServiceConfig:
+    """Defaults < TOML file < --set < flags, validated."""
+    path = args.config
+    if path is None and os.path.isfile(DEFAULT_CONFIG):
+        path = DEFAULT_CONFIG
+    file_tables = svc_config.load_toml(path) if path else {}
+    where = f"config {path}" if path else "config"
+    tables = svc_config.merge(file_tables, svc_config.parse_set(tuple(args.set)),
+                              flag_tables(args))
+    pipeline = pipeline_config(tables.get("pipeline", {}), args, where)
+    return svc_config.build_config(tables, pipeline, where)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve(args)
+    if args.print_config:
+        print(json.dumps(cfg.as_dict(), indent=2, sort_keys=True))
+        return 0
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.INFO)  # the service's log is its journal
+    from ..service.loop import Service
+
+    return Service(cfg).run()
+
+
+__all__: List[str] = ["add_parser", "run", "resolve"]

@@ -1,0 +1,1 @@
+"""The camera service behind ``trt-pose-td serve``: config, main loop, HTTP, sd_notify, stats."""

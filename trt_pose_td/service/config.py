@@ -1,0 +1,277 @@
+"""Service configuration: frozen dataclasses loaded from TOML, overridden by flags, validated.
+
+The file has one table per component (``[service]``, ``[source]``, ``[pipeline]``, ``[jsonl]``,
+``[mqtt]``, ``[http]``); see ``docker/config.example.toml``. ``[pipeline]`` keys are the
+pipeline flags of ``trt-pose-td run`` without the dashes (``detector``, ``pose``, ``backend``,
+``det_size``, ``max_batch``, ...), so every pipeline flag is also a config key. Precedence:
+defaults < TOML file < ``--set section.key=value`` < dedicated flags. Every mistake is one
+:class:`ConfigError` line naming the file, table and key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union, get_type_hints
+
+from ..errors import ConfigError
+from ..pipeline import PipelineConfig
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServiceSection:
+    """camera: name in MQTT topics, metrics and the preview page; stale_after_s: no processed
+    frame for this long -> unhealthy; max_consecutive_errors: frames failing in a row before the
+    service exits non-zero (systemd restarts it); drain_timeout_s: time sinks get at shutdown;
+    status_interval_s: sd_notify STATUS / log cadence; max_frames: stop after N (0 = never)."""
+
+    camera: str = "camera0"
+    stale_after_s: float = 10.0
+    max_consecutive_errors: int = 100
+    drain_timeout_s: float = 5.0
+    status_interval_s: float = 10.0
+    max_frames: int = 0
+
+
+@dataclass(frozen=True)
+class SourceSection:
+    """uri: csi://N, v4l2:///dev/videoN, /dev/videoN, rtsp://, http(s)://, file, folder or glob;
+    loop: repeat a file source; the rest: see :class:`~trt_pose_td.io.capture.CaptureOptions`."""
+
+    uri: str = ""
+    loop: bool = False
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    flip: int = 0
+    timeout_s: float = 5.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    max_retries: int = 0
+    rtsp_transport: str = "tcp"
+
+
+@dataclass(frozen=True)
+class JsonlSection:
+    """path: "-" for stdout, a file (appended to), or "" for none."""
+
+    path: str = "-"
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    """host "" disables MQTT. topic / status_topic may use {camera}. queue_size bounds the
+    messages held while the broker is away (oldest dropped first)."""
+
+    host: str = ""
+    port: int = 1883
+    topic: str = "trt-pose-td/{camera}/poses"
+    status_topic: str = "trt-pose-td/{camera}/status"
+    qos: int = 0
+    retain: bool = False
+    client_id: str = ""
+    username: str = ""
+    password: str = ""
+    password_file: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    keepalive: int = 30
+    queue_size: int = 100
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    """The /healthz, /metrics, /stream.mjpg and preview-page server."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = 8080
+    preview_fps: float = 10.0
+    preview_width: int = 960
+    jpeg_quality: int = 80
+    keypoint_threshold: float = 0.3
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything ``trt-pose-td serve`` runs with."""
+
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    service: ServiceSection = field(default_factory=ServiceSection)
+    source: SourceSection = field(default_factory=SourceSection)
+    jsonl: JsonlSection = field(default_factory=JsonlSection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    http: HttpSection = field(default_factory=HttpSection)
+
+    def as_dict(self, mask_secrets: bool = True) -> Dict[str, Any]:
+        """JSON-ready; passwords replaced by "***" unless ``mask_secrets`` is False."""
+        out = asdict(self)
+        if mask_secrets and out["mqtt"]["password"]:
+            out["mqtt"]["password"] = "***"
+        return out
+
+
+SECTIONS: Dict[str, type] = {"service": ServiceSection, "source": SourceSection,
+                             "jsonl": JsonlSection, "mqtt": MqttSection, "http": HttpSection}
+
+
+def load_toml(path: Union[str, Path]) -> Dict[str, Any]:
+    """The parsed file; :class:`ConfigError` (one line) when missing or malformed."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.8-3.10 (JetPack 5/6)
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot parse config {path}: {exc}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: TOML syntax (``3``, ``true``, ``"x"``, ``[416, 320]``) or bare text."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_set(items: Tuple[str, ...]) -> Dict[str, Dict[str, Any]]:
+    """``("mqtt.qos=1", ...)`` -> ``{"mqtt": {"qos": 1}}``."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set expects SECTION.KEY=VALUE, not {item!r}")
+        out.setdefault(section, {})[name.replace("-", "_")] = parse_value(value.strip())
+    return out
+
+
+def merge(*layers: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Table-wise merge; later layers win key by key. Non-table top-level values are errors."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for layer in layers:
+        for section, table in layer.items():
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"top-level key {section!r} must be a [table]")
+            out.setdefault(section, {}).update(
+                {str(k).replace("-", "_"): v for k, v in table.items()})
+    return out
+
+
+def unknown_key(what: str, name: str, known: Any) -> ConfigError:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+    return ConfigError(f"{what}: unknown key {name!r}{hint}")
+
+
+def _coerce(where: str, value: Any, kind: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, not {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be an integer, not {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} must be a number, not {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} must be a string, not {value!r}")
+    return value
+
+
+def section_from_dict(cls: Type[T], data: Mapping[str, Any], where: str) -> T:
+    """A frozen section dataclass from a table: unknown keys and wrong types are errors."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    values = {}
+    for key, value in data.items():
+        if key not in names:
+            raise unknown_key(where, key, names)
+        values[key] = _coerce(f"{where} {key}", value, hints[key])
+    return cls(**values)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: ServiceConfig, where: str = "config") -> None:
+    """Value checks the types cannot express; one-line :class:`ConfigError`."""
+    s, src, m, h = cfg.service, cfg.source, cfg.mqtt, cfg.http
+    _check(bool(src.uri), f"{where}: no source: give one (trt-pose-td serve SOURCE) or set "
+                          "[source] uri")
+    _check(bool(s.camera) and not any(c in s.camera for c in "/#+"),
+           f"{where} [service] camera must be a non-empty name without / # +, not {s.camera!r}")
+    for name in ("stale_after_s", "drain_timeout_s", "status_interval_s"):
+        _check(getattr(s, name) > 0, f"{where} [service] {name} must be > 0")
+    _check(s.max_consecutive_errors >= 1, f"{where} [service] max_consecutive_errors must be >= 1")
+    _check(s.max_frames >= 0, f"{where} [service] max_frames must be >= 0")
+    _check(min(src.width, src.height, src.max_retries) >= 0 and src.fps >= 0,
+           f"{where} [source] width, height, fps and max_retries must be >= 0")
+    _check(0 <= src.flip <= 7, f"{where} [source] flip must be 0..7 (nvvidconv flip-method)")
+    _check(src.timeout_s > 0 and 0 < src.reconnect_min_s <= src.reconnect_max_s,
+           f"{where} [source] needs timeout_s > 0 and 0 < reconnect_min_s <= reconnect_max_s")
+    _check(src.rtsp_transport in ("tcp", "udp"), f"{where} [source] rtsp_transport must be "
+                                                 f"'tcp' or 'udp', not {src.rtsp_transport!r}")
+    _check(m.qos in (0, 1, 2), f"{where} [mqtt] qos must be 0, 1 or 2, not {m.qos}")
+    _check(1 <= m.port <= 65535, f"{where} [mqtt] port must be 1..65535, not {m.port}")
+    _check(m.queue_size >= 1 and m.keepalive >= 5,
+           f"{where} [mqtt] needs queue_size >= 1 and keepalive >= 5")
+    _check(0 < m.reconnect_min_s <= m.reconnect_max_s,
+           f"{where} [mqtt] needs 0 < reconnect_min_s <= reconnect_max_s")
+    _check(not (m.password and m.password_file),
+           f"{where} [mqtt] give password or password_file, not both")
+    for topic in (m.topic, m.status_topic):
+        _check(topic != "" and "#" not in topic and "+" not in topic,
+               f"{where} [mqtt] topics must be non-empty without wildcards, not {topic!r}")
+    _check(0 <= h.port <= 65535, f"{where} [http] port must be 0..65535, not {h.port}")
+    _check(h.preview_fps > 0 and h.preview_width >= 16 and 1 <= h.jpeg_quality <= 100,
+           f"{where} [http] needs preview_fps > 0, preview_width >= 16, jpeg_quality 1..100")
+
+
+def build_config(tables: Mapping[str, Mapping[str, Any]], pipeline: PipelineConfig,
+                 where: str = "config") -> ServiceConfig:
+    """A validated :class:`ServiceConfig` from merged tables (``[pipeline]`` already resolved)."""
+    sections: Dict[str, Any] = {}
+    for name, table in tables.items():
+        if name == "pipeline":
+            continue
+        if name not in SECTIONS:
+            raise unknown_key(where, f"[{name}]", ["[pipeline]"] + [f"[{n}]" for n in SECTIONS])
+        sections[name] = section_from_dict(SECTIONS[name], table, f"{where} [{name}]")
+    cfg = ServiceConfig(pipeline=pipeline, **sections)
+    validate(cfg, where)
+    return cfg
+
+
+def mqtt_password(m: MqttSection) -> Optional[str]:
+    """The password, read from ``password_file`` when given (kept out of the unit file)."""
+    if m.password_file:
+        try:
+            return Path(m.password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"[mqtt] cannot read password_file {m.password_file}: "
+                              f"{exc.strerror}") from None
+    return m.password or None

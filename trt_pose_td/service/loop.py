@@ -1,0 +1,252 @@
+"""The camera service: source -> pipeline -> sinks, with health, metrics, preview and systemd.
+
+One main thread runs inference; the capture, MQTT, preview-encoder and HTTP work each have their
+own thread, so none of them can stall it. Shutdown (SIGTERM / SIGINT, ``max_frames`` or the end of
+a file source): stop the source, drain the sinks, close the engines, exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import asdict
+from typing import Any, Dict, List, Optional, Union
+
+from .. import __version__
+from ..errors import TrtPoseError
+from ..io.capture import CaptureOptions, CaptureSource, FileFeed, is_live_uri, open_capture
+from ..io.sinks import JsonlSink, Sink
+from ..io.sources import open_source
+from ..pipeline import TopDownPipeline
+from ..types import FrameResult
+from .config import ServiceConfig, mqtt_password
+from .http import HttpServer
+from .preview import Preview
+from .sdnotify import Notifier
+from .stats import ServiceStats, SinkCounters
+
+log = logging.getLogger(__name__)
+
+Feed = Union[CaptureSource, FileFeed]
+
+
+def mqtt_stats_dict(mqtt: Any) -> Dict[str, Any]:
+    s = mqtt.stats()
+    return dict(asdict(s), reconnects=s.reconnects)
+
+
+class GuardedSink:
+    """A sink whose failures are logged and retried with backoff instead of raised.
+
+    While failing, frames are skipped (counted) until the next retry; the first failure and the
+    recovery are logged at WARNING, repeats at most once a minute.
+    """
+
+    def __init__(self, name: str, sink: Sink, counters: SinkCounters,
+                 backoff_min_s: float = 1.0, backoff_max_s: float = 30.0) -> None:
+        self.name, self.sink, self.counters = name, sink, counters
+        self.backoff_min_s, self.backoff_max_s = backoff_min_s, backoff_max_s
+        self._delay = backoff_min_s
+        self._retry_at = 0.0
+        self._logged_at = 0.0
+
+    def write(self, result: FrameResult) -> None:
+        now = time.monotonic()
+        c = self.counters
+        if c.failing and now < self._retry_at:
+            c.skipped += 1
+            return
+        try:
+            self.sink.write(result)
+        except Exception as exc:
+            c.errors += 1
+            if not c.failing or now - self._logged_at > 60:
+                log.warning("sink %s failed (%s: %s); retrying in %.0f s, inference goes on",
+                            self.name, type(exc).__name__, exc, self._delay)
+                self._logged_at = now
+            c.failing = True
+            self._retry_at = now + self._delay
+            self._delay = min(self._delay * 2, self.backoff_max_s)
+            return
+        if c.failing:
+            log.warning("sink %s recovered after %d error(s)", self.name, c.errors)
+            c.failing, self._delay = False, self.backoff_min_s
+
+    def close(self, timeout: float) -> None:
+        try:
+            if self.name == "mqtt":
+                self.sink.close(timeout)  # type: ignore[call-arg]
+            else:
+                self.sink.close()
+        except Exception as exc:
+            log.warning("sink %s: close failed: %s", self.name, exc)
+
+
+class Service:
+    """``Service(cfg).run() -> exit status``. ``request_stop()`` ends it from any thread."""
+
+    def __init__(self, cfg: ServiceConfig, notifier: Optional[Notifier] = None) -> None:
+        self.cfg = cfg
+        self.notifier = notifier or Notifier()
+        p = cfg.pipeline
+        self.stats = ServiceStats(cfg.service.camera, {
+            "version": __version__, "backend": p.backend, "detector": p.detector,
+            "pose": p.pose}, cfg.service.stale_after_s)
+        self.stop_event = threading.Event()
+        self.preview: Optional[Preview] = None
+        self.http: Optional[HttpServer] = None
+        self.sinks: List[GuardedSink] = []
+        self._mqtt: Any = None
+
+    def request_stop(self, signum: Optional[int] = None, frame: Any = None) -> None:
+        if signum is not None:
+            log.info("received %s: stopping", signal.Signals(signum).name)
+        self.stop_event.set()
+
+    def run(self, install_signals: bool = True) -> int:
+        log.info("trt-pose-td %s serve, resolved config: %s", __version__,
+                 json.dumps(self.cfg.as_dict(), sort_keys=True))
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+        with ExitStack() as stack:
+            self._start_http(stack)
+            self.stats.set_phase("loading")
+            self.notifier.status("loading engines")
+            pipeline = TopDownPipeline.from_config(self.cfg.pipeline, progress=False)
+            stack.callback(self._close_pipeline, pipeline)
+            self._open_sinks(stack)
+            feed = self._open_feed()
+            stack.callback(feed.close)
+            stack.callback(self._begin_stop)  # runs first: tell systemd before draining
+            self.stats.source_stats = feed.stats
+            self.stats.set_phase("running")
+            return self._loop(pipeline, feed)
+        return 0  # pragma: no cover - the with block always returns
+
+    # -- setup / teardown ---------------------------------------------------------------------
+    def _start_http(self, stack: ExitStack) -> None:
+        h = self.cfg.http
+        if not h.enabled:
+            return
+        self.preview = Preview(h.preview_fps, h.preview_width, h.jpeg_quality,
+                               h.keypoint_threshold)
+        stack.callback(self.preview.close)
+        self.http = HttpServer(h.host, h.port, self.stats, self.preview).start()
+        stack.callback(self.http.close)
+
+    def _open_sinks(self, stack: ExitStack) -> None:
+        cfg = self.cfg
+        stack.callback(self._drain_sinks)  # closes whichever sinks were opened
+        if cfg.jsonl.path:
+            self._add_sink("jsonl", JsonlSink(cfg.jsonl.path, append=True))
+        m = cfg.mqtt
+        if m.host:
+            from ..io.mqtt import MqttSink
+
+            self._mqtt = MqttSink(
+                m.host, m.port, camera=cfg.service.camera, topic=m.topic,
+                status_topic=m.status_topic, qos=m.qos, retain=m.retain, client_id=m.client_id,
+                username=m.username or None, password=mqtt_password(m), tls=m.tls,
+                ca_file=m.ca_file, keepalive=m.keepalive, queue_size=m.queue_size,
+                reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
+            self._add_sink("mqtt", self._mqtt)
+        if self._mqtt is not None:
+            mqtt = self._mqtt
+            self.stats.sink_stats = lambda: {"mqtt": mqtt_stats_dict(mqtt)}
+
+    def _add_sink(self, name: str, sink: Sink) -> None:
+        self.sinks.append(GuardedSink(name, sink, self.stats.sink(name)))
+
+    def _open_feed(self) -> Feed:
+        s = self.cfg.source
+        if is_live_uri(s.uri):
+            return open_capture(s.uri, CaptureOptions(
+                width=s.width, height=s.height, fps=s.fps, flip=s.flip, timeout_s=s.timeout_s,
+                reconnect_min_s=s.reconnect_min_s, reconnect_max_s=s.reconnect_max_s,
+                max_retries=s.max_retries, reconnect=True, rtsp_transport=s.rtsp_transport))
+        return FileFeed(open_source(s.uri, loop=s.loop))
+
+    def _drain_sinks(self) -> None:
+        deadline = time.monotonic() + self.cfg.service.drain_timeout_s
+        for sink in self.sinks:
+            sink.close(max(0.5, deadline - time.monotonic()))
+
+    @staticmethod
+    def _close_pipeline(pipeline: TopDownPipeline) -> None:
+        pipeline.close()
+        log.info("engines closed")
+
+    def _begin_stop(self) -> None:
+        self.stats.set_phase("stopping")
+        self.notifier.stopping()
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _loop(self, pipeline: TopDownPipeline, feed: Feed) -> int:
+        svc = self.cfg.service
+        poll = 0.5 if self.notifier.watchdog_s is None else min(0.5, self.notifier.watchdog_s / 2)
+        failed_in_row = processed = 0
+        next_status = time.monotonic() + svc.status_interval_s
+        while not self.stop_event.is_set():
+            self.notifier.watchdog()
+            frame = feed.read(timeout=poll)
+            if frame is None:
+                if feed.ended:
+                    log.info("source ended: stopping")
+                    break
+            else:
+                try:
+                    result = pipeline(frame)
+                except Exception as exc:  # one bad frame must not end a camera service
+                    failed_in_row += 1
+                    self.stats.error()
+                    self._log_failure(exc, failed_in_row)
+                    if failed_in_row >= svc.max_consecutive_errors:
+                        log.error("%d frames failed in a row: exiting so the service restarts",
+                                  failed_in_row)
+                        return 1
+                    continue
+                failed_in_row = 0
+                processed += 1
+                self._deliver(result)
+                if svc.max_frames and processed >= svc.max_frames:
+                    log.info("processed %d frame(s) (max_frames): stopping", svc.max_frames)
+                    break
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + svc.status_interval_s
+                self._report()
+        return 0
+
+    def _deliver(self, result: FrameResult) -> None:
+        self.stats.record(result)
+        for sink in self.sinks:
+            sink.write(result)
+        if self.preview is not None:
+            self.preview.offer(result)
+        if not self.notifier.ready_sent:
+            log.info("first frame processed (%d person(s)): ready", len(result.poses))
+            self.notifier.ready(self._status_line())
+
+    def _log_failure(self, exc: Exception, n: int) -> None:
+        if isinstance(exc, TrtPoseError):
+            log.error("frame failed: %s", exc)
+        elif n == 1:
+            log.exception("frame failed")
+        else:
+            log.error("frame failed again (%d in a row): %s", n, exc)
+
+    def _status_line(self) -> str:
+        snap = self.stats.snapshot()
+        src = snap["source"] or {}
+        return (f"{snap['fps']:.1f} fps, {snap['persons']} person(s), {snap['frames']} frames, "
+                f"source {src.get('state', '?')}, {snap['status']}")
+
+    def _report(self) -> None:
+        line = self._status_line()
+        self.notifier.status(line)
+        healthy, reason = self.stats.health()
+        (log.info if healthy else log.warning)("status: %s", line)
