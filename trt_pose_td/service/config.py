@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union, get_type_hints
 
 from ..errors import ConfigError
+from ..io.capture import CaptureOptions
 from ..pipeline import PipelineConfig
 
 T = TypeVar("T")
@@ -38,21 +39,16 @@ class ServiceSection:
 
 
 @dataclass(frozen=True)
-class SourceSection:
+class SourceSection(CaptureOptions):
     """uri: csi://N, v4l2:///dev/videoN, /dev/videoN, rtsp://, http(s)://, file, folder or glob;
-    loop: repeat a file source; the rest: see :class:`~trt_pose_td.io.capture.CaptureOptions`."""
+    loop: repeat a file source; the rest: the live-capture settings of
+    :class:`~trt_pose_td.io.capture.CaptureOptions` (same keys)."""
 
     uri: str = ""
     loop: bool = False
-    width: int = 0
-    height: int = 0
-    fps: float = 0.0
-    flip: int = 0
-    timeout_s: float = 5.0
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
-    max_retries: int = 0
-    rtsp_transport: str = "tcp"
+
+    def capture_options(self) -> CaptureOptions:
+        return CaptureOptions(**{f.name: getattr(self, f.name) for f in fields(CaptureOptions)})
 
 
 @dataclass(frozen=True)

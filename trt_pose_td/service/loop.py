@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from .. import __version__
 from ..errors import TrtPoseError
-from ..io.capture import CaptureOptions, CaptureSource, FileFeed, is_live_uri, open_capture
+from ..io.capture import CaptureSource, FileFeed, is_live_uri, open_capture
 from ..io.sinks import JsonlSink, Sink
 from ..io.sources import open_source
 from ..pipeline import TopDownPipeline
@@ -165,10 +165,7 @@ class Service:
     def _open_feed(self) -> Feed:
         s = self.cfg.source
         if is_live_uri(s.uri):
-            return open_capture(s.uri, CaptureOptions(
-                width=s.width, height=s.height, fps=s.fps, flip=s.flip, timeout_s=s.timeout_s,
-                reconnect_min_s=s.reconnect_min_s, reconnect_max_s=s.reconnect_max_s,
-                max_retries=s.max_retries, reconnect=True, rtsp_transport=s.rtsp_transport))
+            return open_capture(s.uri, s.capture_options())
         return FileFeed(open_source(s.uri, loop=s.loop))
 
     def _drain_sinks(self) -> None:
