@@ -19,6 +19,7 @@ from .engines import Engine, check_contract, load_engine
 from .errors import ConfigError
 from .models import DEFAULT_DETECTOR, DEFAULT_POSE, ModelSpec, get_spec, spec_for_file
 from .preprocess import CpuPreprocessor, Preprocessor, warp_with
+from .skeleton import flip_permutation
 from .types import Detections, Frame, FrameResult, Poses, StageTimes
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,16 @@ class Detector:
 
 
 class PoseEstimator:
-    """Keypoint model on a batch of person crops (chunked by ``max_batch``; static graphs loop)."""
+    """Keypoint model on a batch of person crops (chunked by ``max_batch``; static graphs loop).
+
+    refine: heatmap sub-pixel refinement (:data:`.decode.REFINEMENTS`); flip: also run the
+    mirrored crops and average the flipped-back outputs (test-time augmentation, 2x the model
+    cost). The heatmap cell -> pixel offset is registry data (``decoder_options["cell_offset"]``).
+    """
 
     def __init__(self, engine: Engine, spec: ModelSpec, max_batch: int = 8,
-                 refine: str = "dark", preprocessor: Optional[Preprocessor] = None) -> None:
+                 refine: str = "dark", preprocessor: Optional[Preprocessor] = None,
+                 flip: bool = False) -> None:
         if spec.decoder not in ("heatmap", "simcc"):
             raise ConfigError(f"{spec.name} is not a keypoint model (decoder {spec.decoder!r})")
         if refine not in decode.REFINEMENTS:
@@ -88,7 +95,7 @@ class PoseEstimator:
         if max_batch < 1:
             raise ConfigError(f"max batch must be >= 1, not {max_batch}")
         check_contract(engine, spec)
-        self.engine, self.spec, self.refine = engine, spec, refine
+        self.engine, self.spec, self.refine, self.flip = engine, spec, refine, flip
         self.pre = preprocessor or CpuPreprocessor()
         limit = engine.max_batch
         self.max_batch = min(max_batch, limit) if limit else max_batch
@@ -102,12 +109,30 @@ class PoseEstimator:
 
     def decode(self, outputs: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
         """Network outputs of a batch -> keypoints (N, 17, 2) in crop-input pixels, scores."""
-        named = {role: outputs[name] for role, name in self.spec.outputs.items()}
+        return self._decode_roles({role: outputs[name]
+                                   for role, name in self.spec.outputs.items()})
+
+    def _decode_roles(self, named: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        opts = self.spec.decoder_options
         if self.spec.decoder == "heatmap":
             return decode.decode_heatmaps(named["heatmaps"], self.spec.preprocess.input_size,
-                                          self.refine)
-        ratio = float(self.spec.decoder_options.get("split_ratio", 2.0))
+                                          self.refine, float(opts.get("cell_offset", 0.5)))
+        ratio = float(opts.get("split_ratio", 2.0))
         return decode.decode_simcc(named["simcc_x"], named["simcc_y"], ratio)
+
+    def _infer_roles(self, crops: np.ndarray) -> Dict[str, np.ndarray]:
+        out = self.engine.infer({self.spec.input_name: crops})
+        return {role: out[name] for role, name in self.spec.outputs.items()}
+
+    def _flip_averaged(self, named: Dict[str, np.ndarray], flipped: Dict[str, np.ndarray]
+                       ) -> Dict[str, np.ndarray]:
+        perm = flip_permutation()
+        if self.spec.decoder == "heatmap":
+            back = {"heatmaps": decode.flip_back_heatmaps(flipped["heatmaps"], perm)}
+        else:
+            bx, by = decode.flip_back_simcc(flipped["simcc_x"], flipped["simcc_y"], perm)
+            back = {"simcc_x": bx, "simcc_y": by}
+        return {role: (named[role] + back[role]) * np.float32(0.5) for role in back}
 
     def __call__(self, frame: Frame, detections: Detections,
                  times: Optional[StageTimes] = None) -> Poses:
@@ -118,12 +143,20 @@ class PoseEstimator:
             affines = self.crop_affines(detections.boxes)
             crops = warp_with(self.pre, frame.image, affines, self.spec.preprocess)
             crops = crops.astype(self._dtype, copy=False)
+            if self.flip:
+                mirrored = warp_with(self.pre, frame.image,
+                                     geometry.mirror_affines(affines, self.spec.preprocess
+                                                             .input_size[0]),
+                                     self.spec.preprocess).astype(self._dtype, copy=False)
         kpts, scores = [], []
         for start in range(0, len(crops), self.max_batch):
+            chunk = slice(start, start + self.max_batch)
             with timer("pose_infer"):
-                out = self.engine.infer({self.spec.input_name: crops[start:start + self.max_batch]})
+                named = self._infer_roles(crops[chunk])
+                if self.flip:
+                    named = self._flip_averaged(named, self._infer_roles(mirrored[chunk]))
             with timer("pose_post"):
-                k, s = self.decode(out)
+                k, s = self._decode_roles(named)
             kpts.append(k)
             scores.append(s)
         with timer("pose_post"):
@@ -138,7 +171,10 @@ class PipelineConfig:
 
     detector / pose: registry names or ONNX paths (a path needs ``*_like`` naming the registry
     model whose contract it follows); detector_input: (W, H) or None for the model's default;
-    pose_max_batch: persons per keypoint-model call; threads: ONNX Runtime intra-op threads.
+    pose_max_batch: persons per keypoint-model call; threads: ONNX Runtime intra-op threads;
+    flip: flip test-time augmentation of the keypoint model; precision: ``fp32`` or ``int8``
+    (on ONNX Runtime, registry models resolve to their Q/DQ files made by ``trt-pose-td
+    quantize``, see :func:`trt_pose_td.quantize.quantized_path`).
     """
 
     detector: str = DEFAULT_DETECTOR
@@ -152,12 +188,18 @@ class PipelineConfig:
     pose_max_batch: int = 8
     refine: str = "dark"
     box_padding: float = 1.25
+    flip: bool = False
+    precision: str = "fp32"
     backend: str = "onnxruntime"
     threads: Optional[int] = None
     extra: Dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+#: Model precisions the pipeline can run (``int8``: Q/DQ ONNX on ONNX Runtime).
+PRECISIONS = ("fp32", "int8")
 
 
 def resolve_spec(name_or_path: str, task: str, like: str) -> ModelSpec:
@@ -180,6 +222,12 @@ class TopDownPipeline:
 
         from .assets import model_path
 
+        if cfg.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, not {cfg.precision!r}")
+        if cfg.precision == "int8":
+            from .quantize import int8_config
+
+            cfg = int8_config(cfg)
         det_spec = resolve_spec(cfg.detector, "detector", cfg.detector_like)
         det_spec = det_spec.with_input_size(cfg.detector_input)
         pose_spec = resolve_spec(cfg.pose, "pose", cfg.pose_like)
@@ -195,7 +243,8 @@ class TopDownPipeline:
             raise
         try:
             return cls(Detector(det_engine, det_spec, params),
-                       PoseEstimator(pose_engine, pose_spec, cfg.pose_max_batch, cfg.refine))
+                       PoseEstimator(pose_engine, pose_spec, cfg.pose_max_batch, cfg.refine,
+                                     flip=cfg.flip))
         except BaseException:
             det_engine.close()
             pose_engine.close()

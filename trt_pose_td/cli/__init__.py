@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import TrtPoseError
 
 #: Subcommand modules in --help order.
-COMMANDS = ("fetch", "run", "bench")
+COMMANDS = ("fetch", "run", "bench", "eval", "quantize")
 
 DESCRIPTION = """\
 Top-down multi-person pose estimation: a person detector, then one batched keypoint-model call

@@ -9,7 +9,7 @@ from ..decode import REFINEMENTS
 from ..engines import BACKENDS
 from ..errors import ConfigError
 from ..models import DEFAULT_DETECTOR, DEFAULT_POSE, REGISTRY
-from ..pipeline import PipelineConfig
+from ..pipeline import PRECISIONS, PipelineConfig
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -52,6 +52,10 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="registry model whose contract a --pose path follows")
     g.add_argument("--backend", choices=BACKENDS, default=d.backend,
                    help="inference backend (default: %(default)s)")
+    g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="fp32, or int8: registry models resolve to the Q/DQ ONNX files that "
+                        "`trt-pose-td quantize` wrote to <cache>/quantized (default: "
+                        "%(default)s)")
     g.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime threads (default: one per physical core)")
     t = p.add_argument_group("tuning")
@@ -71,6 +75,9 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="heatmap sub-pixel refinement (default: %(default)s)")
     t.add_argument("--box-padding", type=float, default=d.box_padding,
                    help="crop = box x this, at the model's aspect (default: %(default)s)")
+    t.add_argument("--flip", action="store_true",
+                   help="flip test-time augmentation: also run the mirrored crops and average "
+                        "(2x keypoint-model cost; off by default)")
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -83,7 +90,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         pose_like=args.pose_like, detector_input=args.det_size,
         score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
         max_persons=args.max_persons, pose_max_batch=args.max_batch, refine=args.refine,
-        box_padding=args.box_padding, backend=args.backend, threads=args.threads)
+        box_padding=args.box_padding, flip=args.flip, precision=args.precision,
+        backend=args.backend, threads=args.threads)
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]],
