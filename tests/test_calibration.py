@@ -56,3 +56,15 @@ def test_bad_calibration_sets_are_refused(tmp_path, calib_set):
         next(calibration.batches(np.zeros((0, 3, 4, 4), np.float32), 8))
     sizes = [len(b) for b in calibration.batches(np.zeros((10, 3, 4, 4), np.float32), 4)]
     assert sizes == [4, 4, 2]
+
+
+def test_committed_manifest_matches_the_mirror(shared):
+    from pathlib import Path
+
+    committed = json.loads((Path(__file__).parents[1] / "calib" /
+                            "coco_train2017_calib.json").read_text())
+    folder = shared / "coco" / "calib_train2017"
+    made = calibration.manifest(folder, folder / "person_keypoints_train2017_calib_subset.json",
+                                committed["how_chosen"])
+    assert made == committed
+    assert sum(im["persons"] for im in made["images"]) == 214  # keypoint calibration crops

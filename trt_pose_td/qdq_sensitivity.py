@@ -158,9 +158,7 @@ def pick_float_convs(qdq_path: Path, float_path: Path, input_name: str, data: np
     reference = run_model(onnx.load(str(float_path)), input_name, data)
     curve: List[Tuple[int, float]] = []
     chosen: Optional[List[str]] = None
-    for k in steps:
-        if k > len(ranking):
-            break
+    for k in sorted({k for k in steps if k < len(ranking)} | {len(ranking)}):
         names = [c for c, _ in ranking[:k]]
         err = output_error(run_model(bypass_convs(qdq, names), input_name, data), reference)
         curve.append((k, err))

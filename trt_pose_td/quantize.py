@@ -34,7 +34,9 @@ from .qdq_sensitivity import unquantize_other_consumers
 
 log = logging.getLogger(__name__)
 
-METHODS = ("entropy", "minmax", "percentile")
+METHODS = ("entropy", "minmax", "percentile", "mse")
+#: Calibration tensors used by the ``mse`` refinement (evenly spaced over the set).
+MSE_SAMPLES = 16
 #: Operator sets to quantize: ``conv`` (weighted layers only, TensorRT's recommendation) or
 #: ``all`` (every operator ONNX Runtime can quantize).
 OP_SETS: Dict[str, Optional[Tuple[str, ...]]] = {
@@ -169,6 +171,11 @@ def _prepared(onnx_path: Path, work: Path) -> Tuple[Path, Any]:
     return path, model
 
 
+def prepared_float_model(onnx_path: Path, work: Path) -> Path:
+    """The float model exactly as the quantizer sees it (node names included), in ``work``."""
+    return _prepared(Path(onnx_path), Path(work))[0]
+
+
 def _opset(model: Any) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
@@ -203,9 +210,9 @@ def quantize_model(spec: ModelSpec, onnx_path: Path, calib_data: np.ndarray, out
         raise CalibrationError(f"calibration data must be (N, 3, H, W) with N > 0, not "
                                f"{data.shape}")
     calib = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
-             "percentile": CalibrationMethod.Percentile}[method]
+             "percentile": CalibrationMethod.Percentile, "mse": CalibrationMethod.MinMax}[method]
     # ONNX Runtime's histogram calibrators stack every batch's tensors: batches must be equal.
-    bs = 1 if spec.static_batch or method != "minmax" else batch_size
+    bs = 1 if spec.static_batch or method not in ("minmax", "mse") else batch_size
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qdq-") as tmp:
@@ -231,6 +238,8 @@ def quantize_model(spec: ModelSpec, onnx_path: Path, calib_data: np.ndarray, out
         qmodel = onnx.load(str(tmp_out))
         if ops:
             unquantize_other_consumers(qmodel, ops)
+        if method == "mse":
+            _refine_mse(qmodel, model, spec.input_name, data)
     from .assets import sha256_file
 
     props = {"trt_pose_td.source_sha256": sha256_file(Path(onnx_path)),
@@ -245,6 +254,17 @@ def quantize_model(spec: ModelSpec, onnx_path: Path, calib_data: np.ndarray, out
     log.info("wrote %s (%s, %d calibration tensors, %d nodes in float)", out_path, method,
              len(data), len(excluded))
     return out_path
+
+
+def _refine_mse(qmodel: Any, float_model: Any, input_name: str, data: np.ndarray) -> None:
+    from .qdq_mse import conv_inputs, float_values, refine_scales
+
+    pick = np.linspace(0, len(data) - 1, min(MSE_SAMPLES, len(data))).round().astype(int)
+    values = float_values(float_model, input_name, data[pick], conv_inputs(qmodel))
+    factors = refine_scales(qmodel, values)
+    clipped = sum(f < 1.0 for f in factors.values())
+    log.info("mse calibration: %d of %d activation ranges clipped below MinMax", clipped,
+             len(factors))
 
 
 def qdq_summary(path: Path) -> Dict[str, Any]:

@@ -59,6 +59,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="per-tensor instead of per-channel weight scales")
     p.add_argument("-o", "--output", metavar="PATH", default=None,
                    help="output file (one model only; default: the cache path above)")
+    p.add_argument("--sensitivity", type=int, default=0, metavar="N",
+                   help="after quantizing, rank the Convs by the output error each causes "
+                        "alone in int8, on N calibration tensors, and write the ranking to "
+                        "<output>.sensitivity.json (how the default --keep-float was chosen; "
+                        "slow: one model run per Conv)")
+    p.add_argument("--manifest", metavar="FILE", default=None,
+                   help="also write the calibration set's manifest (ids, sha256, persons) to "
+                        "FILE, as calib/coco_train2017_calib.json was made")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -73,6 +81,54 @@ def _mirror_path(value: Optional[str], rel: str, flag: str) -> Path:
         raise ConfigError(f"{flag} not given and no data mirror holds {rel} (set "
                           "TRT_POSE_TD_MIRROR or pass the path)")
     return base / rel
+
+
+HOW_CHOSEN = ("the data mirror's coco/calib_train2017: COCO train2017 images (never val) taken "
+              "whole from two public COCO subsets (COCO-MINI, tiny_coco), with their person "
+              "keypoint annotations; images with and without people are both kept, so the "
+              "detector also calibrates on background; keypoint crops come from every "
+              "non-crowd person box of at least min_person_side pixels")
+
+
+def _write_manifest(path: Path, images: Path, annotations: Optional[Path]) -> None:
+    import json
+
+    from ..calibration import manifest
+
+    doc = manifest(images, annotations, HOW_CHOSEN)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {path} ({len(doc['images'])} images)")
+
+
+def _write_sensitivity(name: str, qdq: Path, images: Path, annotations: Optional[Path],
+                       samples: int, size: Optional[tuple], quiet: bool) -> None:
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from ..assets import model_path, sha256_file
+    from ..calibration import load_or_make
+    from ..models import get_spec
+    from ..qdq_sensitivity import conv_sensitivity, pick_float_convs
+    from ..quantize import prepared_float_model
+
+    spec = get_spec(name).with_input_size(size)
+    onnx_path = model_path(spec, not quiet)
+    data, _ = load_or_make(spec, sha256_file(onnx_path), images, annotations, quiet=quiet)
+    pick = np.sort(np.random.default_rng(0).choice(len(data), min(samples, len(data)),
+                                                   replace=False))
+    with tempfile.TemporaryDirectory(prefix="sens-") as tmp:
+        ref = prepared_float_model(onnx_path, Path(tmp))
+        ranking = conv_sensitivity(qdq, ref, spec.input_name, data[pick], quiet)
+        _, curve = pick_float_convs(qdq, ref, spec.input_name, data[pick], ranking, 0.0)
+    out = Path(str(qdq) + ".sensitivity.json")
+    out.write_text(json.dumps({"ranking": ranking, "error_with_k_worst_float": curve},
+                              indent=1))
+    print(format_table(("conv", "error alone in int8"), ranking[:12],
+                       f"{name}: most sensitive convs (all: {out})"))
+    print(format_table(("k worst in float", "model error"), curve))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     keep = None
     if args.keep_float is not None:
         keep = [n.strip() for n in args.keep_float.split(",") if n.strip()]
+    if args.manifest:
+        _write_manifest(Path(args.manifest), images, annotations)
     rows = []
     for spec in specs:
         path = quantize_registry_model(
@@ -98,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
             Path(args.output) if args.output else None,
             args.det_size if spec.task == "detector" else None, keep, not args.per_tensor,
             args.ops, args.quiet)
+        if args.sensitivity:
+            _write_sensitivity(spec.name, path, images, annotations, args.sensitivity,
+                               args.det_size if spec.task == "detector" else None, args.quiet)
         info = qdq_summary(path)
         meta = info["metadata"]
         rows.append((spec.name, meta["trt_pose_td.method"],
