@@ -86,6 +86,11 @@ def test_kept_float_nodes_have_no_qdq(model, calib, tmp_path):
                                   exclude_nodes=(quantize.FIRST_CONV, "head"))
     info = quantize.qdq_summary(out)
     assert info["quantized_convs"] == 1
+    m = onnx.load(str(out))
+    producers = {o: n for n in m.graph.node for o in n.output}
+    for conv in (n for n in m.graph.node if n.name in ("conv1", "head")):
+        assert all(getattr(producers.get(i), "op_type", "") != "DequantizeLinear"
+                   for i in conv.input)                      # activation and weight float
     assert info["metadata"]["trt_pose_td.excluded"] == "conv1,head"
     with pytest.raises(ConfigError, match="no node named"):
         quantize.quantize_model(SPEC, model, calib, tmp_path / "y.onnx", "minmax",
@@ -121,6 +126,8 @@ def test_quantized_path_naming_and_int8_config(tmp_path, monkeypatch):
         path.write_bytes(b"")
     cfg = quantize.int8_config(PipelineConfig(precision="int8"))
     assert cfg.detector == str(quantize.quantized_path("rtmdet_nano_person"))
-    assert cfg.detector_like == "rtmdet_nano_person" and cfg.precision == "fp32"
+    assert cfg.detector_like == "rtmdet_nano_person_raw" and cfg.precision == "int8"
+    assert "rtmdet_nano_person_raw.int8-" in cfg.detector  # NMS-in-graph -> raw-head twin
+    assert quantize.int8_config(cfg) == cfg  # paths are kept: resolving twice is harmless
     own = quantize.int8_config(PipelineConfig(pose="/x/mine.onnx", precision="int8"))
     assert own.pose == "/x/mine.onnx"

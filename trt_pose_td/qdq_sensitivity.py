@@ -51,9 +51,11 @@ def bypass_convs(model: Any, convs: Sequence[str]) -> Any:
     return out
 
 
-def unquantize_other_consumers(model: Any, op_types: Sequence[str]) -> int:
+def unquantize_other_consumers(model: Any, op_types: Sequence[str],
+                               keep_float: Sequence[str] = ()) -> int:
     """Rewire every consumer of a ``DequantizeLinear`` that is not one of ``op_types`` (a
-    residual ``Add``, a ``Concat``) to the float tensor in front of the Q/DQ pair, in place.
+    residual ``Add``, a ``Concat``) or is named in ``keep_float`` to the float tensor in front
+    of the Q/DQ pair, in place.
 
     ONNX Runtime quantizes a tensor for all its readers once one reader is quantized; TensorRT's
     placement (and this package's intent) keeps Q/DQ in front of the weighted layers only.
@@ -61,10 +63,11 @@ def unquantize_other_consumers(model: Any, op_types: Sequence[str]) -> int:
     """
     graph = model.graph
     producers = {o: n for n in graph.node for o in n.output}
-    wanted = set(op_types)
+    wanted, floats = set(op_types), set(keep_float)
     count = 0
     for node in graph.node:
-        if node.op_type in wanted or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or (
+                node.op_type in wanted and node.name not in floats):
             continue
         for i, name in enumerate(node.input):
             dq = producers.get(name)

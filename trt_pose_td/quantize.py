@@ -43,18 +43,37 @@ OP_SETS: Dict[str, Optional[Tuple[str, ...]]] = {
     "conv": ("Conv", "ConvTranspose", "Gemm", "MatMul"),
     "all": None,
 }
-#: Calibration method per registry model, chosen by measurement (docs/accuracy.md).
-DEFAULT_METHODS: Dict[str, str] = {}
-DEFAULT_METHOD = "entropy"
-#: Nodes kept in float per registry model, chosen by measurement (docs/accuracy.md).
-DEFAULT_EXCLUDES: Dict[str, Tuple[str, ...]] = {}
+DEFAULT_METHOD = "mse"
+#: Registry models whose INT8 file is made from another registry model: the NMS-in-graph
+#: RTMDet is quantized as its raw-head twin (same network; our NMS stays outside int8).
+INT8_SOURCE = {"rtmdet_nano_person": "rtmdet_nano_person_raw"}
+
+
+def _load_choices() -> Dict[str, Dict[str, Any]]:
+    """Per-model calibration method and Convs kept in float, chosen by measurement
+    (``data/int8_choices.json``; see docs/accuracy.md for the tables and commands)."""
+    import json
+
+    path = Path(__file__).with_name("data") / "int8_choices.json"
+    return dict(json.loads(path.read_text())["models"])
+
+
+CHOICES = _load_choices()
+DEFAULT_METHODS: Dict[str, str] = {m: c["method"] for m, c in CHOICES.items()}
+DEFAULT_EXCLUDES: Dict[str, Tuple[str, ...]] = {
+    m: tuple(c["keep_float"]) for m, c in CHOICES.items()}
 #: Aliases accepted in ``exclude_nodes``: the first / last Conv in graph order.
 FIRST_CONV, LAST_CONV = "@first-conv", "@last-conv"
 MIN_OPSET = 13
 
 
+def int8_source(model: str) -> str:
+    """The registry model whose Q/DQ file serves ``model`` at INT8."""
+    return INT8_SOURCE.get(model, model)
+
+
 def default_method(model: str) -> str:
-    return DEFAULT_METHODS.get(model, DEFAULT_METHOD)
+    return DEFAULT_METHODS.get(int8_source(model), DEFAULT_METHOD)
 
 
 def quantized_path(model: str, method: Optional[str] = None, cache: Optional[Path] = None
@@ -65,7 +84,7 @@ def quantized_path(model: str, method: Optional[str] = None, cache: Optional[Pat
     method = method or default_method(model)
     if method not in METHODS:
         raise ConfigError(f"calibration method must be one of {METHODS}, not {method!r}")
-    return Path(cache or cache_dir()) / "quantized" / f"{model}.int8-{method}.onnx"
+    return Path(cache or cache_dir()) / "quantized" / f"{int8_source(model)}.int8-{method}.onnx"
 
 
 def int8_config(cfg: Any) -> Any:
@@ -85,8 +104,8 @@ def int8_config(cfg: Any) -> Any:
             raise ConfigError(f"no INT8 model for {name} at {path}; make it with: "
                               f"trt-pose-td quantize {name}")
         changes[role] = str(path)
-        changes[f"{role}_like"] = name
-    return replace(cfg, precision="fp32", **changes)
+        changes[f"{role}_like"] = int8_source(name)
+    return replace(cfg, **changes)
 
 
 class _Reader:
@@ -237,7 +256,7 @@ def quantize_model(spec: ModelSpec, onnx_path: Path, calib_data: np.ndarray, out
                         extra_options=extra)
         qmodel = onnx.load(str(tmp_out))
         if ops:
-            unquantize_other_consumers(qmodel, ops)
+            unquantize_other_consumers(qmodel, ops, excluded)
         if method == "mse":
             _refine_mse(qmodel, model, spec.input_name, data)
     from .assets import sha256_file
@@ -316,6 +335,7 @@ def quantize_registry_model(name: str, images_dir: Path, annotations: Optional[P
     from .assets import model_path, sha256_file
     from .calibration import load_or_make
 
+    name = int8_source(name)
     spec = get_spec(name).with_input_size(input_size)
     method = method or default_method(name)
     onnx_path = model_path(spec, not quiet)

@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     timing = summarize_times(result.times)
     config = cfg.as_dict()
     config["cell_offset"] = pipeline.pose.spec.decoder_options.get("cell_offset", 0.5)
+    config["detector_file"] = pipeline.detector.engine.source
+    config["pose_file"] = pipeline.pose.engine.source
     summary = summary_doc(result, config, opts, annotations, timing)
     path = write_outputs(Path(args.output), summary, result)
     boxes = {"own": f"own boxes ({cfg.detector})", "gt": "ground-truth boxes"}.get(

@@ -133,9 +133,10 @@ def _write_sensitivity(name: str, qdq: Path, images: Path, annotations: Optional
 
 def run(args: argparse.Namespace) -> int:
     from ..models import DEFAULT_DETECTOR, DEFAULT_POSE, get_spec
-    from ..quantize import qdq_summary, quantize_registry_model
+    from ..quantize import int8_source, qdq_summary, quantize_registry_model
 
-    models = args.models or [DEFAULT_DETECTOR, DEFAULT_POSE]
+    models = list(dict.fromkeys(int8_source(m) for m in (args.models or
+                                                        [DEFAULT_DETECTOR, DEFAULT_POSE])))
     if args.output and len(models) != 1:
         raise ConfigError("--output names one file: give exactly one model")
     specs = [get_spec(m) for m in models]
