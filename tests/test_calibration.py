@@ -29,7 +29,7 @@ def calib_set(tmp_path):
 
 def test_detector_and_pose_tensors_are_run_time_inputs(calib_set, tmp_path):
     folder, ann = calib_set
-    det = get_spec("rtmdet_nano_person")
+    det = get_spec("rtmdet_nano_person").with_input_size((320, 320))
     data, path = calibration.load_or_make(det, "ab" * 32, folder, cache_dir=tmp_path / "c")
     assert data.shape == (3, 3, 320, 320) and data.dtype == np.float32
     # letterbox: 160x120 -> 320x240, rows below 240 are padding (114, normalised)

@@ -1,4 +1,4 @@
-"""``trt-pose-td eval`` and ``quantize`` end to end on a few dev-split images, as a user runs them."""
+"""``trt-pose-td eval`` and ``quantize`` end to end, on a few dev-split images."""
 
 from __future__ import annotations
 

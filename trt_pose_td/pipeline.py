@@ -170,7 +170,8 @@ class PipelineConfig:
     """Everything that selects and tunes the pipeline (CLI flags and TOML map onto it).
 
     detector / pose: registry names or ONNX paths (a path needs ``*_like`` naming the registry
-    model whose contract it follows); detector_input: (W, H) or None for the model's default;
+    model whose contract it follows); detector_input: (W, H) or None for the model's default
+    (RTMDet: 416; that and the 0.2 score threshold were measured: docs/accuracy.md);
     pose_max_batch: persons per keypoint-model call; threads: ONNX Runtime intra-op threads;
     flip: flip test-time augmentation of the keypoint model; precision: ``fp32`` or ``int8``
     (on ONNX Runtime, registry models resolve to their Q/DQ files made by ``trt-pose-td
@@ -182,7 +183,7 @@ class PipelineConfig:
     detector_like: str = DEFAULT_DETECTOR
     pose_like: str = DEFAULT_POSE
     detector_input: Optional[Tuple[int, int]] = None
-    score_threshold: float = 0.3
+    score_threshold: float = 0.2
     iou_threshold: float = 0.6
     max_persons: int = 100
     pose_max_batch: int = 8
