@@ -200,26 +200,18 @@ def _opset(model: Any) -> int:
 
 
 def quantize_model(spec: ModelSpec, onnx_path: Path, calib_data: np.ndarray, out_path: Path,
-                   method: str = "entropy", per_channel: bool = True,
+                   method: str = DEFAULT_METHOD, per_channel: bool = True,
                    exclude_nodes: Sequence[str] = (), op_set: str = "conv",
                    percentile: float = 99.999, batch_size: int = 8,
                    calibration_key: str = "") -> Path:
     """Write a Q/DQ ONNX of ``onnx_path`` calibrated on ``calib_data`` to ``out_path``.
 
     spec: the registry contract (input name, static batch); calib_data: (N, 3, H, W) float32
-    network inputs from :func:`trt_pose_td.calibration.load_or_make`; exclude_nodes: node names
-    (or ``@first-conv`` / ``@last-conv``) kept in float; op_set: a key of :data:`OP_SETS`.
-    Returns ``out_path``.
+    network inputs from :func:`trt_pose_td.calibration.load_or_make`; method: a key of
+    :data:`METHODS`; exclude_nodes: node names (or ``@first-conv`` / ``@last-conv``) kept in
+    float; op_set: a key of :data:`OP_SETS`. Returns ``out_path``.
     """
-    require("onnxruntime", "ort")
     onnx = require("onnx", "eval")
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
     if method not in METHODS:
         raise ConfigError(f"calibration method must be one of {METHODS}, not {method!r}")
     if op_set not in OP_SETS:
@@ -228,32 +220,17 @@ def quantize_model(spec: ModelSpec, onnx_path: Path, calib_data: np.ndarray, out
     if data.ndim != 4 or len(data) == 0:
         raise CalibrationError(f"calibration data must be (N, 3, H, W) with N > 0, not "
                                f"{data.shape}")
-    calib = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
-             "percentile": CalibrationMethod.Percentile, "mse": CalibrationMethod.MinMax}[method]
     # ONNX Runtime's histogram calibrators stack every batch's tensors: batches must be equal.
     bs = 1 if spec.static_batch or method not in ("minmax", "mse") else batch_size
+    ops = OP_SETS[op_set]
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qdq-") as tmp:
         src, model = _prepared(Path(onnx_path), Path(tmp))
         excluded = resolve_excludes(model, exclude_nodes)
-        extra: Dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True,
-                 "AddQDQPairToWeight": True, "QuantizeBias": False,
-                 "CalibMaxIntermediateOutputs": max(1, 64 // bs),
-                 "CalibPercentile": percentile, "CalibTensorRangeSymmetric": True}
-        ops = OP_SETS[op_set]
-        if ops:
-            # Q/DQ on the inputs of weighted layers only (TensorRT's placement): their outputs,
-            # pre-activation with a range per channel, stay float
-            extra["OpTypesToExcludeOutputQuantization"] = list(ops)
         tmp_out = Path(tmp) / "qdq.onnx"
-        quantize_static(str(src), str(tmp_out), _Reader(spec.input_name, data, bs),
-                        quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(ops) if ops else None,
-                        per_channel=per_channel, reduce_range=False,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=excluded, calibrate_method=calib,
-                        extra_options=extra)
+        _quantize_static(src, tmp_out, _Reader(spec.input_name, data, bs), method, ops,
+                         per_channel, excluded, percentile, bs)
         qmodel = onnx.load(str(tmp_out))
         if ops:
             unquantize_other_consumers(qmodel, ops, excluded)
@@ -273,6 +250,37 @@ def quantize_model(spec: ModelSpec, onnx_path: Path, calib_data: np.ndarray, out
     log.info("wrote %s (%s, %d calibration tensors, %d nodes in float)", out_path, method,
              len(data), len(excluded))
     return out_path
+
+
+def _quantize_static(src: Path, out: Path, reader: _Reader, method: str,
+                     ops: Optional[Tuple[str, ...]], per_channel: bool, excluded: List[str],
+                     percentile: float, batch_size: int) -> None:
+    """ONNX Runtime's static QDQ quantizer with TensorRT's constraints (symmetric int8, float
+    weights behind a Q/DQ pair, float bias, no Q/DQ on the weighted layers' outputs)."""
+    require("onnxruntime", "ort")
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    calib = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
+             "percentile": CalibrationMethod.Percentile, "mse": CalibrationMethod.MinMax}[method]
+    extra: Dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True,
+                             "AddQDQPairToWeight": True, "QuantizeBias": False,
+                             "CalibMaxIntermediateOutputs": max(1, 64 // batch_size),
+                             "CalibPercentile": percentile,
+                             "CalibTensorRangeSymmetric": True}
+    if ops:
+        # Q/DQ on the inputs of weighted layers only (TensorRT's placement): their outputs,
+        # pre-activation with a range per channel, stay float
+        extra["OpTypesToExcludeOutputQuantization"] = list(ops)
+    quantize_static(str(src), str(out), reader, quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(ops) if ops else None,
+                    per_channel=per_channel, reduce_range=False,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=excluded, calibrate_method=calib, extra_options=extra)
 
 
 def _refine_mse(qmodel: Any, float_model: Any, input_name: str, data: np.ndarray) -> None:

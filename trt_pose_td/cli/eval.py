@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -148,6 +149,6 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(lines))
         if not ok:
             print(f"trt-pose-td eval: AP fell more than {args.max_drop} points below the "
-                  "baseline")
+                  "baseline", file=sys.stderr)
             return 1
     return 0

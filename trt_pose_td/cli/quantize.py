@@ -164,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
         meta = info["metadata"]
         rows.append((spec.name, meta["trt_pose_td.method"],
                      f"{info['quantized_convs']}/{info['convs']}",
-                     meta["trt_pose_td.calibration_samples"], meta["trt_pose_td.excluded"] or "-",
-                     str(path)))
-    print(format_table(("model", "method", "int8 convs", "calib", "kept float", "wrote"), rows))
+                     meta["trt_pose_td.calibration_samples"],
+                     len([n for n in meta["trt_pose_td.excluded"].split(",") if n]), str(path)))
+    print(format_table(("model", "method", "int8 convs", "calib tensors", "float convs", "wrote"),
+                       rows))
+    print("(the float convs are listed in each file's ONNX metadata: trt_pose_td.excluded)")
     return 0
