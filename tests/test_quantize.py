@@ -131,3 +131,15 @@ def test_quantized_path_naming_and_int8_config(tmp_path, monkeypatch):
     assert quantize.int8_config(cfg) == cfg  # paths are kept: resolving twice is harmless
     own = quantize.int8_config(PipelineConfig(pose="/x/mine.onnx", precision="int8"))
     assert own.pose == "/x/mine.onnx"
+
+
+@pytest.mark.parametrize("name", sorted(quantize.DEFAULT_EXCLUDES))
+def test_shipped_keep_float_lists_name_convs_of_the_prepared_graph(shared, name, tmp_path):
+    from trt_pose_td.assets import model_path
+
+    spec = get_spec(name)
+    prepared = quantize.prepared_float_model(model_path(spec, False), tmp_path)
+    names = quantize.resolve_excludes(onnx.load(str(prepared)), quantize.DEFAULT_EXCLUDES[name])
+    assert len(names) == len(set(names)) == len(quantize.DEFAULT_EXCLUDES[name]) > 0
+    assert quantize.default_method(name) in quantize.METHODS
+    assert quantize.int8_source("rtmdet_nano_person") == "rtmdet_nano_person_raw"
