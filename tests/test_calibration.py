@@ -29,7 +29,7 @@ def calib_set(tmp_path):
 
 def test_detector_and_pose_tensors_are_run_time_inputs(calib_set, tmp_path):
     folder, ann = calib_set
-    det = get_spec("rtmdet_nano_person")
+    det = get_spec("rtmdet_nano_person").with_input_size((320, 320))
     data, path = calibration.load_or_make(det, "ab" * 32, folder, cache_dir=tmp_path / "c")
     assert data.shape == (3, 3, 320, 320) and data.dtype == np.float32
     # letterbox: 160x120 -> 320x240, rows below 240 are padding (114, normalised)
@@ -56,3 +56,15 @@ def test_bad_calibration_sets_are_refused(tmp_path, calib_set):
         next(calibration.batches(np.zeros((0, 3, 4, 4), np.float32), 8))
     sizes = [len(b) for b in calibration.batches(np.zeros((10, 3, 4, 4), np.float32), 4)]
     assert sizes == [4, 4, 2]
+
+
+def test_committed_manifest_matches_the_mirror(shared):
+    from pathlib import Path
+
+    committed = json.loads((Path(__file__).parents[1] / "calib" /
+                            "coco_train2017_calib.json").read_text())
+    folder = shared / "coco" / "calib_train2017"
+    made = calibration.manifest(folder, folder / "person_keypoints_train2017_calib_subset.json",
+                                committed["how_chosen"])
+    assert made == committed
+    assert sum(im["persons"] for im in made["images"]) == 214  # keypoint calibration crops

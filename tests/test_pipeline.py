@@ -22,7 +22,8 @@ def _frame_with_dots(dots, size=(480, 640)):
 
 @pytest.fixture()
 def detector(standins):
-    spec = spec_for_file(str(standins["detector"]), "rtmdet_nano_person")
+    spec = spec_for_file(str(standins["detector"]), "rtmdet_nano_person").with_input_size(
+        (320, 320))
     return Detector(OrtEngine(standins["detector"]), spec, DetectorParams(score_threshold=0.3))
 
 

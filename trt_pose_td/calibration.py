@@ -137,3 +137,24 @@ def batches(data: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         raise CalibrationError("calibration set is empty")
     for start in range(0, len(data), batch_size):
         yield np.ascontiguousarray(data[start:start + batch_size], np.float32)
+
+
+def manifest(images_dir: Path, annotations: Optional[Path] = None, how: str = "") -> dict:
+    """The calibration set as data: every image's name, COCO id, sha256 and person count, the
+    annotation file's sha256, and ``how`` the images were chosen (``calib/*.json``)."""
+    from .assets import sha256_file
+
+    images = calibration_images(images_dir)
+    ids = {}
+    if annotations is not None:
+        doc = json.loads(Path(annotations).read_text())
+        ids = {im["file_name"]: im["id"] for im in doc["images"]}
+    boxes = person_boxes(Path(annotations)) if annotations is not None else {}
+    return {
+        "how_chosen": how,
+        "annotations": None if annotations is None else {
+            "file": Path(annotations).name, "sha256": sha256_file(Path(annotations))},
+        "min_person_side": MIN_PERSON_SIDE,
+        "images": [{"file": p.name, "id": ids.get(p.name), "sha256": sha256_file(p),
+                    "persons": int(len(boxes.get(p.name, ())))} for p in images],
+    }

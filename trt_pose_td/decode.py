@@ -268,12 +268,14 @@ def dark_kernel_size(heatmap_width: int) -> int:
     return max(3, k | 1)
 
 
-def decode_heatmaps(heatmaps: np.ndarray, input_size: Tuple[int, int], refine: str = "dark"
-                    ) -> Tuple[np.ndarray, np.ndarray]:
+def decode_heatmaps(heatmaps: np.ndarray, input_size: Tuple[int, int], refine: str = "dark",
+                    cell_offset: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
     """Heatmaps (N, K, h, w) -> keypoints (N, K, 2) in input pixels and scores (N, K).
 
     ``refine``: ``none`` (plain argmax), ``quarter`` (HRNet +-0.25 shift) or ``dark``. Heatmap
-    cell ``j`` spans input pixels ``[j * stride, (j + 1) * stride)``; its centre is the location.
+    cell ``j`` spans input pixels ``[j * stride, (j + 1) * stride)``; (refined) cell coordinate
+    ``c`` maps to input pixel ``(c + cell_offset) * stride``: 0.5 is the cell centre (unbiased),
+    0.0 the cell corner (what HRNet-style training targets imply, see ``docs/accuracy.md``).
     """
     if refine not in REFINEMENTS:
         raise ValueError(f"unknown refinement {refine!r}; expected one of {REFINEMENTS}")
@@ -286,7 +288,24 @@ def decode_heatmaps(heatmaps: np.ndarray, input_size: Tuple[int, int], refine: s
     elif refine == "dark":
         coords += _dark_offsets(heatmaps, idx, dark_kernel_size(w))
     stride = np.array([input_size[0] / w, input_size[1] / h], np.float32)
-    return ((coords + 0.5) * stride).astype(np.float32), scores
+    return ((coords + np.float32(cell_offset)) * stride).astype(np.float32), scores
+
+
+def flip_back_heatmaps(heatmaps: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """Heatmaps of mirrored crops (N, K, h, w) -> heatmaps of the unmirrored crops.
+
+    Mirroring the crop exactly (input x -> W - x) maps heatmap column ``j`` to ``w - 1 - j``, so
+    no one-cell shift is needed in this package's pixel convention; ``perm`` swaps left/right.
+    """
+    return np.ascontiguousarray(np.asarray(heatmaps)[:, perm, :, ::-1])
+
+
+def flip_back_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, perm: np.ndarray
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+    """SimCC vectors of mirrored crops -> those of the unmirrored crops (x reversed, pairs swapped).
+    """
+    return (np.ascontiguousarray(np.asarray(simcc_x)[:, perm, ::-1]),
+            np.ascontiguousarray(np.asarray(simcc_y)[:, perm]))
 
 
 def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float = 2.0

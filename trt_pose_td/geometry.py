@@ -58,6 +58,17 @@ def crop_affines(centers: np.ndarray, sizes: np.ndarray, out_size: Size) -> np.n
     return m.astype(np.float32)
 
 
+def mirror_affines(m: np.ndarray, out_width: float) -> np.ndarray:
+    """Maps (..., 2, 3) followed by a horizontal mirror of their output: ``x -> out_width - x``.
+
+    Exact in this module's convention (pixel column ``j`` becomes ``out_width - 1 - j``).
+    """
+    out = np.array(m, np.float32, copy=True)
+    out[..., 0, :] *= -1
+    out[..., 0, 2] += np.float32(out_width)
+    return out
+
+
 def resize_affine(image_size: Size, input_size: Size, mode: str = "letterbox") -> np.ndarray:
     """(2, 3) float32 map from a frame of ``image_size`` to a detector input of ``input_size``.
 

@@ -89,10 +89,15 @@ class ModelSpec:
         return self.max_batch == 1
 
 
-_RTMDET_PRE = Preprocess((320, 320), "letterbox", "bgr", (103.53, 116.28, 123.675),
+#: RTMDet runs at 416 by default: +0.7 keypoint AP over 320 for 1.6x the detector's time
+#: (640: +0.3 more for 4x; docs/accuracy.md).
+_RTMDET_PRE = Preprocess((416, 416), "letterbox", "bgr", (103.53, 116.28, 123.675),
                          (57.375, 57.12, 58.395), pad_value=114.0)
 _TINYPOSE_MEAN = RGB_IMAGENET_MEAN
 _TINYPOSE_STD = RGB_IMAGENET_STD
+#: PP-TinyPose was trained with HRNet-style targets: heatmap cell j <-> input coordinate
+#: j * stride, with no half-pixel terms (measured: +9 AP over the cell centre, docs/accuracy.md).
+_HRNET_TARGETS = {"cell_offset": 0.0}
 _OPENMMLAB = "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
 
 
@@ -175,6 +180,7 @@ for _spec in (
         sha256="2c86e0da4e93b46d5460e38ebadd5a180e5d894266860fd9b2922fcdd3d0294a",
         preprocess=Preprocess((192, 256), "crop", "rgb", _TINYPOSE_MEAN, _TINYPOSE_STD),
         decoder="heatmap", input_name="image", outputs={"heatmaps": "conv2d_441.tmp_1"},
+        decoder_options=_HRNET_TARGETS,
         description="PP-TinyPose 256x192 heatmaps (68.8 COCO val AP with GT boxes)",
         license="Apache-2.0",
     ),
@@ -183,6 +189,7 @@ for _spec in (
         sha256="39d325e9b50f82b558f63de0f385bbc5ca8b210c6ece2477cb1d81e29dea2895",
         preprocess=Preprocess((96, 128), "crop", "rgb", _TINYPOSE_MEAN, _TINYPOSE_STD),
         decoder="heatmap", input_name="image", outputs={"heatmaps": "conv2d_441.tmp_1"},
+        decoder_options=_HRNET_TARGETS,
         description="PP-TinyPose 128x96 heatmaps (58.1 COCO val AP with GT boxes)",
         license="Apache-2.0",
     ),

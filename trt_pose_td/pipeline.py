@@ -19,6 +19,7 @@ from .engines import Engine, check_contract, load_engine
 from .errors import ConfigError
 from .models import DEFAULT_DETECTOR, DEFAULT_POSE, ModelSpec, get_spec, spec_for_file
 from .preprocess import CpuPreprocessor, Preprocessor, warp_with
+from .skeleton import flip_permutation
 from .types import Detections, Frame, FrameResult, Poses, StageTimes
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,16 @@ class Detector:
 
 
 class PoseEstimator:
-    """Keypoint model on a batch of person crops (chunked by ``max_batch``; static graphs loop)."""
+    """Keypoint model on a batch of person crops (chunked by ``max_batch``; static graphs loop).
+
+    refine: heatmap sub-pixel refinement (:data:`.decode.REFINEMENTS`); flip: also run the
+    mirrored crops and average the flipped-back outputs (test-time augmentation, 2x the model
+    cost). The heatmap cell -> pixel offset is registry data (``decoder_options["cell_offset"]``).
+    """
 
     def __init__(self, engine: Engine, spec: ModelSpec, max_batch: int = 8,
-                 refine: str = "dark", preprocessor: Optional[Preprocessor] = None) -> None:
+                 refine: str = "dark", preprocessor: Optional[Preprocessor] = None,
+                 flip: bool = False) -> None:
         if spec.decoder not in ("heatmap", "simcc"):
             raise ConfigError(f"{spec.name} is not a keypoint model (decoder {spec.decoder!r})")
         if refine not in decode.REFINEMENTS:
@@ -93,7 +100,7 @@ class PoseEstimator:
         if max_batch < 1:
             raise ConfigError(f"max batch must be >= 1, not {max_batch}")
         check_contract(engine, spec)
-        self.engine, self.spec, self.refine = engine, spec, refine
+        self.engine, self.spec, self.refine, self.flip = engine, spec, refine, flip
         self.pre = preprocessor or CpuPreprocessor()
         limit = engine.max_batch
         self.max_batch = min(max_batch, limit) if limit else max_batch
@@ -107,12 +114,30 @@ class PoseEstimator:
 
     def decode(self, outputs: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
         """Network outputs of a batch -> keypoints (N, 17, 2) in crop-input pixels, scores."""
-        named = {role: outputs[name] for role, name in self.spec.outputs.items()}
+        return self._decode_roles({role: outputs[name]
+                                   for role, name in self.spec.outputs.items()})
+
+    def _decode_roles(self, named: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        opts = self.spec.decoder_options
         if self.spec.decoder == "heatmap":
             return decode.decode_heatmaps(named["heatmaps"], self.spec.preprocess.input_size,
-                                          self.refine)
-        ratio = float(self.spec.decoder_options.get("split_ratio", 2.0))
+                                          self.refine, float(opts.get("cell_offset", 0.5)))
+        ratio = float(opts.get("split_ratio", 2.0))
         return decode.decode_simcc(named["simcc_x"], named["simcc_y"], ratio)
+
+    def _infer_roles(self, crops: np.ndarray) -> Dict[str, np.ndarray]:
+        out = self.engine.infer({self.spec.input_name: crops})
+        return {role: out[name] for role, name in self.spec.outputs.items()}
+
+    def _flip_averaged(self, named: Dict[str, np.ndarray], flipped: Dict[str, np.ndarray]
+                       ) -> Dict[str, np.ndarray]:
+        perm = flip_permutation()
+        if self.spec.decoder == "heatmap":
+            back = {"heatmaps": decode.flip_back_heatmaps(flipped["heatmaps"], perm)}
+        else:
+            bx, by = decode.flip_back_simcc(flipped["simcc_x"], flipped["simcc_y"], perm)
+            back = {"simcc_x": bx, "simcc_y": by}
+        return {role: (named[role] + back[role]) * np.float32(0.5) for role in back}
 
     def __call__(self, frame: Frame, detections: Detections,
                  times: Optional[StageTimes] = None) -> Poses:
@@ -123,12 +148,20 @@ class PoseEstimator:
             affines = self.crop_affines(detections.boxes)
             crops = warp_with(self.pre, frame.image, affines, self.spec.preprocess)
             crops = crops.astype(self._dtype, copy=False)
+            if self.flip:
+                mirrored = warp_with(self.pre, frame.image,
+                                     geometry.mirror_affines(affines, self.spec.preprocess
+                                                             .input_size[0]),
+                                     self.spec.preprocess).astype(self._dtype, copy=False)
         kpts, scores = [], []
         for start in range(0, len(crops), self.max_batch):
+            chunk = slice(start, start + self.max_batch)
             with timer("pose_infer"):
-                out = self.engine.infer({self.spec.input_name: crops[start:start + self.max_batch]})
+                named = self._infer_roles(crops[chunk])
+                if self.flip:
+                    named = self._flip_averaged(named, self._infer_roles(mirrored[chunk]))
             with timer("pose_post"):
-                k, s = self.decode(out)
+                k, s = self._decode_roles(named)
             kpts.append(k)
             scores.append(s)
         with timer("pose_post"):
@@ -142,13 +175,18 @@ class PipelineConfig:
     """Everything that selects and tunes the pipeline (CLI flags and TOML map onto it).
 
     detector / pose: registry names or ONNX paths (a path needs ``*_like`` naming the registry
-    model whose contract it follows); detector_input: (W, H) or None for the model's default;
-    pose_max_batch: persons per keypoint-model call; threads: ONNX Runtime intra-op threads.
+    model whose contract it follows); detector_input: (W, H) or None for the model's default
+    (RTMDet: 416; that and the 0.2 score threshold were measured: docs/accuracy.md);
+    pose_max_batch: persons per keypoint-model call; threads: ONNX Runtime intra-op threads;
+    flip: flip test-time augmentation of the keypoint model (CPU pipeline only).
 
     backend: ``onnxruntime``, ``tensorrt`` (the GPU pipeline) or ``auto`` (TensorRT when it, a GPU
     and both engines are present); preprocessor: the CPU warp, ``cv2`` or ``twin`` (the numpy twin
     of the GPU crop kernel); engine_dir: folder of the TensorRT engines (default
-    ``<cache>/engines``); precision / int8_mode: which engine files (None = fp16 on TensorRT).
+    ``<cache>/engines``); precision: ``fp32``, ``fp16`` or ``int8`` (None = fp32 on ONNX Runtime,
+    fp16 on TensorRT); on ONNX Runtime ``int8`` resolves registry models to their Q/DQ files made by
+    ``trt-pose-td quantize`` (:func:`trt_pose_td.quantize.quantized_path`), on TensorRT to the
+    ``int8-<int8_mode>`` engines.
     """
 
     detector: str = DEFAULT_DETECTOR
@@ -156,12 +194,13 @@ class PipelineConfig:
     detector_like: str = DEFAULT_DETECTOR
     pose_like: str = DEFAULT_POSE
     detector_input: Optional[Tuple[int, int]] = None
-    score_threshold: float = 0.3
+    score_threshold: float = 0.2
     iou_threshold: float = 0.6
     max_persons: int = 100
     pose_max_batch: int = 8
     refine: str = "dark"
     box_padding: float = 1.25
+    flip: bool = False
     backend: str = "onnxruntime"
     threads: Optional[int] = None
     preprocessor: str = "cv2"
@@ -173,6 +212,23 @@ class PipelineConfig:
         return asdict(self)
 
 
+#: Precisions on ONNX Runtime (``int8``: the Q/DQ ONNX files; fp16 needs TensorRT).
+CPU_PRECISIONS = ("fp32", "int8")
+
+
+def cpu_config(cfg: PipelineConfig) -> PipelineConfig:
+    """``cfg`` for the ONNX Runtime pipeline: precision checked, int8 mapped to Q/DQ files."""
+    precision = cfg.precision or "fp32"
+    if precision not in CPU_PRECISIONS:
+        raise ConfigError(f"precision {precision} needs TensorRT (--backend tensorrt); ONNX "
+                          f"Runtime runs {' or '.join(CPU_PRECISIONS)}")
+    if precision == "int8":
+        from .quantize import int8_config
+
+        return int8_config(cfg)
+    return cfg
+
+
 def resolve_spec(name_or_path: str, task: str, like: str) -> ModelSpec:
     """A registry spec by name, or a spec for an ONNX path following registry model ``like``."""
     if name_or_path.endswith(".onnx") or "/" in name_or_path:
@@ -180,12 +236,27 @@ def resolve_spec(name_or_path: str, task: str, like: str) -> ModelSpec:
     return get_spec(name_or_path, task)
 
 
+def int8_model(name_or_path: str, like: str) -> Tuple[str, str]:
+    """(model, like) that serve ``name_or_path`` as an explicit-INT8 (Q/DQ) model: a registry
+    model whose in-graph NMS stays out of INT8 is replaced by its twin (RTMDet-nano NMS ->
+    raw head + our NMS); paths are kept."""
+    if name_or_path.endswith(".onnx") or "/" in name_or_path:
+        return name_or_path, like
+    from .quantize import int8_source
+
+    twin = int8_source(name_or_path)
+    return twin, twin
+
+
 def resolve_specs(cfg: PipelineConfig) -> Tuple[ModelSpec, ModelSpec, DetectorParams]:
     """The detector and keypoint specs ``cfg`` selects (input size, box padding applied) and the
-    detector thresholds."""
+    detector thresholds. Explicit INT8 (precision int8, Q/DQ) selects the registry's INT8 twins."""
     from dataclasses import replace
 
-    det_spec = resolve_spec(cfg.detector, "detector", cfg.detector_like)
+    detector, detector_like = cfg.detector, cfg.detector_like
+    if cfg.precision == "int8" and (cfg.int8_mode or "qdq") == "qdq":
+        detector, detector_like = int8_model(detector, detector_like)
+    det_spec = resolve_spec(detector, "detector", detector_like)
     det_spec = det_spec.with_input_size(cfg.detector_input)
     pose_spec = resolve_spec(cfg.pose, "pose", cfg.pose_like)
     if cfg.box_padding != pose_spec.preprocess.padding:
@@ -232,6 +303,7 @@ class TopDownPipeline:
                 from .gpu_pipeline import GpuPipeline
 
                 return GpuPipeline.from_config(cfg, progress)
+        cfg = cpu_config(cfg)
         det_spec, pose_spec, params = resolve_specs(cfg)
         pre = make_preprocessor(cfg.preprocessor)
         det_engine = load_engine(model_path(det_spec, progress), "onnxruntime", cfg.threads)
@@ -242,7 +314,8 @@ class TopDownPipeline:
             raise
         try:
             return cls(Detector(det_engine, det_spec, params, pre),
-                       PoseEstimator(pose_engine, pose_spec, cfg.pose_max_batch, cfg.refine, pre))
+                       PoseEstimator(pose_engine, pose_spec, cfg.pose_max_batch, cfg.refine, pre,
+                                     flip=cfg.flip))
         except BaseException:
             det_engine.close()
             pose_engine.close()

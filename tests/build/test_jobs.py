@@ -110,10 +110,18 @@ def test_missing_calibration_sets_are_one_line_errors(tmp_path, monkeypatch):
 def test_jobs_name_engines_by_model_precision_and_mode(shared, tmp_path):
     jobs = plan_jobs(BuildOptions(precision="int8", output=str(tmp_path), det_size=(416, 416)),
                      progress=False)
+    # explicit INT8 builds the detector's raw-head twin (NMS stays out of the int8 graph) ...
     assert [(j.role, j.engine.name) for j in jobs] == [
-        ("detector", "rtmdet_nano_person.int8-qdq.engine"),
+        ("detector", "rtmdet_nano_person_raw.int8-qdq.engine"),
         ("pose", "pp_tinypose_256x192.int8-qdq.engine")]
     assert jobs[0].size == (416, 416) and jobs[1].size == (192, 256)
+    # ... and the runtime looks for exactly these files
+    from trt_pose_td.backend import engine_path
+    from trt_pose_td.pipeline import PipelineConfig, resolve_specs
+
+    cfg = PipelineConfig(precision="int8", int8_mode="qdq", engine_dir=str(tmp_path))
+    assert [engine_path(cfg, s).name for s in resolve_specs(cfg)[:2]] == \
+        [j.engine.name for j in jobs]
     assert jobs[0].engine.parent == tmp_path.resolve() and jobs[0].onnx.is_file()
     (only,) = plan_jobs(BuildOptions(only="pose", pose="pp_tinypose_128x96", output=str(tmp_path)),
                         progress=False)

@@ -130,3 +130,31 @@ def constant_outputs_model(path: Path, input_name: str, input_shape: Sequence,
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, list(input_shape))],
         outs, inits)
     return _save(graph, path)
+
+
+def small_conv_model(path: Path, opset: int = 11, seed: int = 0) -> Path:
+    """A tiny real CNN for quantization tests: ``image`` [B, 3, 32, 24] -> Conv 3x3 (8) + Relu
+    -> Conv 1x1 (8) + a residual Add of the Relu output -> Conv 1x1 (17) ``heatmaps``
+    [B, 17, 32, 24]. Weights are random with per-channel magnitudes spread over 100x, so
+    per-channel weight scales matter. Opset 11 by default (the quantizer must upgrade it)."""
+    rng = np.random.default_rng(seed)
+    spread = np.logspace(-1, 1, 8).astype(np.float32)
+    w1 = rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32) * spread[:, None, None, None]
+    w2 = rng.normal(0, 0.3, (8, 8, 1, 1)).astype(np.float32)
+    w3 = rng.normal(0, 0.3, (17, 8, 1, 1)).astype(np.float32)
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"),
+             numpy_helper.from_array(w3, "w3"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b1"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 17).astype(np.float32), "b3")]
+    nodes = [helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1],
+                              name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2"),
+             helper.make_node("Add", ["c2", "r1"], ["res"], name="residual"),
+             helper.make_node("Conv", ["res", "w3", "b3"], ["heatmaps"], name="head")]
+    graph = helper.make_graph(
+        nodes, "small_cnn",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 32, 24])],
+        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["batch", 17, 32, 24])],
+        inits)
+    return _save(graph, path, opset=opset)

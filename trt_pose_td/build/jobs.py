@@ -54,11 +54,13 @@ def output_dir(opts: BuildOptions) -> Path:
 
 def job_spec(opts: BuildOptions, role: str) -> ModelSpec:
     """The registry spec (or a spec for an ONNX path) of ``role``, input size applied."""
-    from ..pipeline import resolve_spec
+    from ..pipeline import int8_model, resolve_spec
 
     if role == "detector":
-        return resolve_spec(opts.detector, "detector", opts.detector_like).with_input_size(
-            opts.det_size)
+        detector, like = opts.detector, opts.detector_like
+        if opts.int8 == "qdq":  # the registry's INT8 twin (NMS kept out of the int8 graph)
+            detector, like = int8_model(detector, like)
+        return resolve_spec(detector, "detector", like).with_input_size(opts.det_size)
     return resolve_spec(opts.pose, "pose", opts.pose_like)
 
 

@@ -97,19 +97,23 @@ def quantized_onnx(job: EngineJob, opts: BuildOptions, data: np.ndarray, tensors
     """The Q/DQ ONNX of ``job`` calibrated on ``data`` (cached beside the calibration tensors'
     key), made by :func:`trt_pose_td.quantize.quantize_model`."""
     try:
-        from ..quantize import quantize_model
+        from ..quantize import DEFAULT_EXCLUDES, default_method, quantize_model
     except ImportError as exc:
         raise DependencyError(f"--int8-mode qdq on a float ONNX needs the Q/DQ quantizer "
                               f"(trt_pose_td.quantize and pip install 'trt-pose-td[eval]'): {exc}. "
                               "Or pass an already quantized ONNX with --detector/--pose PATH"
                               ) from exc
-    out = cache_dir() / "qdq" / f"{tensors.stem}.{opts.qdq_method or 'default'}.qdq.onnx"
+    # The recipe measured on CPU (docs/accuracy.md): the model's calibration method and the
+    # Convs it keeps in float, so the engine is built from the Q/DQ model `eval` measured.
+    method = opts.qdq_method or default_method(job.spec.name)
+    out = cache_dir() / "qdq" / f"{tensors.stem}.{method}.qdq.onnx"
     if out.is_file():
         log.info("using cached Q/DQ model %s", out)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    extra = {"method": opts.qdq_method} if opts.qdq_method else {}
-    return Path(quantize_model(job.spec, job.onnx, data, out, per_channel=True, **extra))
+    return Path(quantize_model(job.spec, job.onnx, data, out, method=method, per_channel=True,
+                               exclude_nodes=DEFAULT_EXCLUDES.get(job.spec.name, ()),
+                               calibration_key=tensors.stem))
 
 
 def int8_inputs(job: EngineJob, opts: BuildOptions, calib: Optional[CalibrationSet],

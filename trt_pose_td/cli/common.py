@@ -58,7 +58,9 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine-dir", default=d.engine_dir, metavar="DIR",
                    help="TensorRT engine folder (default: <cache>/engines)")
     g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                   help="which TensorRT engines to load (default: fp16)")
+                   help="fp32 | fp16 | int8 (default: fp32 on onnxruntime, fp16 on tensorrt). "
+                        "onnxruntime int8 runs the Q/DQ ONNX files `trt-pose-td quantize` wrote "
+                        "to <cache>/quantized; tensorrt loads <model>.<precision>.engine")
     g.add_argument("--int8-mode", choices=INT8_MODES, default=d.int8_mode,
                    help="with --precision int8: qdq or calibrator engines (default: qdq)")
     g.add_argument("--preprocessor", choices=PREPROCESSORS, default=d.preprocessor,
@@ -83,6 +85,9 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="heatmap sub-pixel refinement (default: %(default)s)")
     t.add_argument("--box-padding", type=float, default=d.box_padding,
                    help="crop = box x this, at the model's aspect (default: %(default)s)")
+    t.add_argument("--flip", action="store_true",
+                   help="flip test-time augmentation: also run the mirrored crops and average "
+                        "(2x keypoint-model cost; off by default)")
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -95,7 +100,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         pose_like=args.pose_like, detector_input=args.det_size,
         score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
         max_persons=args.max_persons, pose_max_batch=args.max_batch, refine=args.refine,
-        box_padding=args.box_padding, backend=args.backend, threads=args.threads,
+        box_padding=args.box_padding, flip=args.flip, backend=args.backend, threads=args.threads,
         preprocessor=args.preprocessor, engine_dir=args.engine_dir, precision=args.precision,
         int8_mode=(args.int8_mode or "qdq") if args.precision == "int8" else args.int8_mode)
 

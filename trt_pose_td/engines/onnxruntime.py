@@ -42,6 +42,10 @@ class OrtEngine(Engine):
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
+        # Q/DQ (INT8) models run as simulated int8 (int8-rounded values, float arithmetic),
+        # which is what TensorRT computes; ONNX Runtime's own x86 int8 kernels (u8s8,
+        # VPMADDUBSW) saturate and would not. No effect on float models.
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self._session = ort.InferenceSession(
                 str(path), opts, providers=list(providers or ["CPUExecutionProvider"]))

@@ -1,0 +1,154 @@
+"""``trt-pose-td eval``: COCO keypoint AP (and person-box AP) of the pipeline, with a gate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+from ..errors import ConfigError
+from ..evaluate import INSTANCE_SCORES, EvalOptions
+from .common import add_pipeline_args, config_from_args, format_table, stage_table
+
+log = logging.getLogger(__name__)
+
+DEV_IMAGES = "coco/val2017"
+DEV_ANNOTATIONS = "coco/annotations/person_keypoints_val2017_dev.json"
+
+EPILOG = """\
+conventions: instance score = box score x mean score of the keypoints above
+--visible-threshold (--instance-score); no OKS-NMS unless --oks-nms; no flip unless --flip.
+--boxes gt uses every non-crowd ground-truth person with a labelled keypoint (score 1). A
+detection FILE is COCO results JSON (category 1); --score-threshold applies to it (pass
+--score-threshold 0 for the model-zoo protocol with HRNet's AP_H_56 boxes).
+
+outputs: DIR/summary.json ({"keypoints": {"AP", "AP50", ...}, "bbox": {...}, "config": {...}}),
+DIR/keypoint_results.json and DIR/detections.json (COCO results; the boxes used, reusable with
+--boxes DIR/detections.json to re-run only the keypoint side).
+
+gate: --compare BASELINE/summary.json --max-drop 1.0 exits 1 when keypoint AP is more than 1.0
+AP points (0.010) below the baseline (same image set required).
+
+examples:
+  trt-pose-td eval                                   # dev split from $TRT_POSE_TD_MIRROR
+  trt-pose-td eval --boxes gt -o out/eval-gt
+  trt-pose-td eval --precision int8 -o out/eval-int8 \\
+      --compare out/eval/summary.json --max-drop 1.0
+  trt-pose-td eval --images val2017 --annotations person_keypoints_val2017.json \\
+      --boxes COCO_val2017_detections_AP_H_56_person.json --score-threshold 0
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="COCO keypoint AP / person-box AP of the pipeline (pycocotools)",
+        description="Run the real pipeline over a COCO-format image set and print pycocotools' "
+                    "standard keypoint table (and the person-box table of the boxes used), "
+                    "then write DIR/summary.json and the raw results.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", metavar="DIR", default=None,
+                   help=f"image folder (default: $TRT_POSE_TD_MIRROR/{DEV_IMAGES})")
+    p.add_argument("--annotations", metavar="FILE", default=None,
+                   help=f"COCO person-keypoints JSON (default: $TRT_POSE_TD_MIRROR/"
+                        f"{DEV_ANNOTATIONS})")
+    p.add_argument("-o", "--output", metavar="DIR", default="out/eval",
+                   help="where summary.json and the results go (default: %(default)s)")
+    p.add_argument("--boxes", default="own", metavar="own|gt|FILE",
+                   help="person boxes: the pipeline's detector (own), ground truth (gt) or a "
+                        "COCO detection-results file (default: %(default)s)")
+    p.add_argument("--instance-score", choices=INSTANCE_SCORES, default="box_kpt",
+                   help="person score for ranking (default: %(default)s)")
+    p.add_argument("--visible-threshold", type=float, default=0.2,
+                   help="keypoints above this score count as visible for box_kpt / kpt "
+                        "(default: %(default)s)")
+    p.add_argument("--oks-nms", type=float, default=0.0, metavar="THR",
+                   help="OKS-NMS between persons of an image at THR (0 = off; HRNet uses 0.9)")
+    p.add_argument("--max-images", type=int, default=0, metavar="N",
+                   help="first N images by id (0 = all)")
+    p.add_argument("--people-only", action="store_true",
+                   help="only images with an annotated person (smoke tests)")
+    p.add_argument("--compare", metavar="SUMMARY", default=None,
+                   help="baseline summary.json: exit 1 when AP drops more than --max-drop")
+    p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
+                   help="allowed drop in AP points, x100 (default: %(default)s = 0.010 AP)")
+    p.add_argument("--compare-metrics", default="keypoints.AP", metavar="LIST",
+                   help="comma-separated summary keys the gate checks (default: %(default)s; "
+                        "e.g. keypoints.AP,bbox.AP)")
+    p.add_argument("--heatmap-offset", type=float, default=None, metavar="CELLS",
+                   help="override the keypoint model's heatmap cell -> pixel offset (registry "
+                        "decoder option cell_offset: 0 = cell corner, 0.5 = cell centre)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_pipeline_args(p)
+    p.set_defaults(func=run)
+
+
+def _default(value: Optional[str], rel: str, flag: str) -> Path:
+    if value:
+        return Path(value)
+    from ..assets import mirror_dir
+
+    base = mirror_dir()
+    if base is None or not (base / rel).exists():
+        raise ConfigError(f"{flag} not given and no data mirror holds {rel} (set "
+                          "TRT_POSE_TD_MIRROR or pass the path)")
+    return base / rel
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import compare, evaluate, load_coco, read_summary, summary_doc, write_outputs
+    from ..pipeline import TopDownPipeline, summarize_times
+
+    cfg = config_from_args(args)
+    images = _default(args.images, DEV_IMAGES, "--images")
+    annotations = _default(args.annotations, DEV_ANNOTATIONS, "--annotations")
+    if not images.is_dir():
+        raise ConfigError(f"image folder not found: {images}")
+    if args.boxes not in ("own", "gt") and not Path(args.boxes).is_file():
+        raise ConfigError(f"--boxes must be own, gt or a detection file; {args.boxes} not found")
+    opts = EvalOptions(args.boxes, args.instance_score, args.visible_threshold, args.oks_nms,
+                       args.max_images, args.people_only)
+    baseline = read_summary(Path(args.compare)) if args.compare else None
+    coco = load_coco(annotations)
+    log.info("config: %s; eval: %s", cfg.as_dict(), opts)
+    with TopDownPipeline.from_config(cfg, progress=not args.quiet) as pipeline:
+        if args.heatmap_offset is not None:
+            spec = pipeline.pose.spec
+            pipeline.pose.spec = replace(spec, decoder_options=dict(
+                spec.decoder_options, cell_offset=args.heatmap_offset))
+        result = evaluate(pipeline, images, coco, opts, cfg.score_threshold, args.quiet)
+    timing = summarize_times(result.times)
+    config = cfg.as_dict()
+    config["cell_offset"] = pipeline.pose.spec.decoder_options.get("cell_offset", 0.5)
+    config["detector_file"] = pipeline.detector.engine.source
+    config["pose_file"] = pipeline.pose.engine.source
+    summary = summary_doc(result, config, opts, annotations, timing)
+    path = write_outputs(Path(args.output), summary, result)
+    boxes = {"own": f"own boxes ({cfg.detector})", "gt": "ground-truth boxes"}.get(
+        args.boxes, f"boxes from {args.boxes}")
+    print(f"keypoints, {boxes}, {result.images} images, {result.persons} persons "
+          f"({cfg.precision or 'default precision'}, {cfg.backend}):")
+    print(result.tables["keypoints"], end="")
+    if "bbox" in result.tables:
+        print(f"person boxes ({boxes}):")
+        print(result.tables["bbox"], end="")
+    print(stage_table(timing, "time per image (ms)"))
+    rows = [("keypoints", result.keypoints["AP"], result.keypoints["AP50"],
+             result.keypoints["AR"])]
+    if result.bbox:
+        rows.append(("bbox", result.bbox["AP"], result.bbox["AP50"], result.bbox["AR100"]))
+    print(format_table(("", "AP", "AP50", "AR"), [(n, f"{a:.4f}", f"{b:.4f}", f"{c:.4f}")
+                                                   for n, a, b, c in rows]))
+    print(f"wrote {path}")
+    if baseline is not None:
+        metrics = [m.strip() for m in args.compare_metrics.split(",") if m.strip()]
+        ok, lines = compare(summary, baseline, args.max_drop, metrics)
+        print(f"gate against {args.compare}:")
+        print("\n".join(lines))
+        if not ok:
+            print(f"trt-pose-td eval: AP fell more than {args.max_drop} points below the "
+                  "baseline", file=sys.stderr)
+            return 1
+    return 0
