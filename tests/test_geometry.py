@@ -69,3 +69,20 @@ def test_box_iou():
     iou = g.box_iou(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10],
                                                           [20, 20, 30, 30]]))
     np.testing.assert_allclose(iou, [[1.0, 1 / 3, 0.0]], atol=1e-6)
+
+
+def test_keypoint_boxes_frame_confident_keypoints():
+    kp = np.zeros((2, 17, 2), np.float32)
+    kp[0, :, 0] = np.linspace(100, 200, 17)
+    kp[0, :, 1] = np.linspace(50, 250, 17)
+    kp[0, 16] = (1000, 1000)  # an outlier, but not confident
+    scores = np.full((2, 17), 0.9, np.float32)
+    scores[0, 16] = 0.1
+    scores[1, :] = 0.1
+    scores[1, :5] = 0.9  # only 5 confident keypoints: not usable
+    boxes, usable = g.keypoint_boxes(kp, scores, min_score=0.3, min_count=6, margin=1.1)
+    assert usable.tolist() == [True, False]
+    x_hi, y_hi = 100 + 100 * 15 / 16, 50 + 200 * 15 / 16
+    cx, cy, hw, hh = (100 + x_hi) / 2, (50 + y_hi) / 2, (x_hi - 100) * 0.55, (y_hi - 50) * 0.55
+    np.testing.assert_allclose(boxes[0], [cx - hw, cy - hh, cx + hw, cy + hh], rtol=1e-5)
+    assert not boxes[1].any()

@@ -135,6 +135,26 @@ def to_cv2_affine(m: np.ndarray) -> np.ndarray:
     return m
 
 
+def keypoint_boxes(keypoints: np.ndarray, scores: np.ndarray, min_score: float = 0.3,
+                   min_count: int = 6, margin: float = 1.1) -> Tuple[np.ndarray, np.ndarray]:
+    """Boxes around each person's confident keypoints (pose-guided re-crop).
+
+    keypoints: (N, K, 2) pixels; scores: (N, K). The extent of the keypoints scoring above
+    ``min_score``, grown ``margin`` x about its centre. Returns boxes (N, 4) x1y1x2y2 and a (N,)
+    bool mask of the persons with at least ``min_count`` such keypoints (the others' rows are 0).
+    """
+    kp = np.asarray(keypoints, np.float32)
+    ok = np.asarray(scores) > min_score
+    usable = ok.sum(axis=1) >= min_count
+    # the others take the mean of the confident ones, which leaves the extent unchanged
+    mean = (kp * ok[..., None]).sum(axis=1) / np.maximum(ok.sum(axis=1), 1)[:, None]
+    filled = np.where(ok[..., None], kp, mean[:, None, :])
+    lo, hi = filled.min(axis=1), filled.max(axis=1)
+    centre, half = (lo + hi) * 0.5, (hi - lo) * (0.5 * margin)
+    boxes = np.concatenate([centre - half, centre + half], axis=1)
+    return np.where(usable[:, None], boxes, 0).astype(np.float32), usable
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, M) IoU of x1y1x2y2 boxes a (N, 4) and b (M, 4)."""
     a = np.asarray(a, np.float32).reshape(-1, 4)

@@ -154,9 +154,9 @@ class GpuPipeline(TopDownPipeline):
         from .cuda.kernels import Kernels
         from .engines.tensorrt import TrtEngine, import_tensorrt
 
-        if getattr(cfg, "flip", False):
-            raise ConfigError("flip test-time augmentation is not available on the GPU pipeline "
-                              "yet; use --backend onnxruntime")
+        if cfg.flip or cfg.recrop:
+            raise ConfigError("--flip and --recrop are not available on the GPU pipeline yet; "
+                              "use --backend onnxruntime")
         det_spec, pose_spec, params = resolve_specs(cfg)
         import_tensorrt()
         device = Device(0)  # no TensorRT / no GPU: say so before asking for engines

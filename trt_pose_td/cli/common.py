@@ -88,6 +88,10 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--flip", action="store_true",
                    help="flip test-time augmentation: also run the mirrored crops and average "
                         "(2x keypoint-model cost; off by default)")
+    t.add_argument("--recrop", action="store_true",
+                   help="pose-guided re-crop: run the keypoint model again on the box around "
+                        "each person's confident keypoints (+2 AP on COCO, about 1.5x the "
+                        "keypoint time; off by default)")
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -100,7 +104,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         pose_like=args.pose_like, detector_input=args.det_size,
         score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
         max_persons=args.max_persons, pose_max_batch=args.max_batch, refine=args.refine,
-        box_padding=args.box_padding, flip=args.flip, backend=args.backend, threads=args.threads,
+        box_padding=args.box_padding, flip=args.flip, recrop=args.recrop,
+        backend=args.backend, threads=args.threads,
         preprocessor=args.preprocessor, engine_dir=args.engine_dir, precision=args.precision,
         int8_mode=(args.int8_mode or "qdq") if args.precision == "int8" else args.int8_mode)
 
