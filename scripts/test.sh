@@ -43,8 +43,13 @@ echo "== pytest"
 .venv/bin/python -m pytest -q "$@"
 
 # JetPack 5 ships Python 3.8: run the CPU suite there too when an interpreter is available.
-PY38=$(command -v python3.8 || ls -d "$HOME"/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null \
-       | head -n 1 || true)
+PY38=""
+for candidate in python3.8 "$HOME"/.pyenv/versions/3.8*/bin/python3.8; do
+    if "$candidate" -c "import sys; assert sys.version_info[:2] == (3, 8)" 2>/dev/null; then
+        PY38=$candidate
+        break
+    fi
+done
 if [ -n "$PY38" ] && [ $# -eq 0 ]; then
     echo "== Python 3.8 ($PY38): package + CPU tests"
     [ -x .venv38/bin/python ] || "$PY38" -m venv .venv38
