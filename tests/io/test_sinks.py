@@ -52,3 +52,9 @@ def test_image_sink_names_and_video_sink(tmp_path):
     v.close()
     cap = cv2.VideoCapture(str(tmp_path / "v.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+
+
+def test_draw_leaves_out_low_scoring_persons():
+    r = _result()
+    assert not draw_poses(r.frame.image, r.poses, min_person_score=0.81).any()
+    assert draw_poses(r.frame.image, r.poses, min_person_score=0.8).any()

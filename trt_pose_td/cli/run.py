@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-draw", action="store_true", help="write poses.jsonl only")
     p.add_argument("--keypoint-threshold", type=float, default=0.3,
                    help="hide keypoints below this score when drawing (default: %(default)s)")
+    p.add_argument("--draw-min-score", type=float, default=0.3,
+                   help="draw only persons whose box score reaches this; poses.jsonl keeps "
+                        "everyone above --score-threshold (default: %(default)s)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = all)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
     add_pipeline_args(p)
@@ -61,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(source, VideoSource):
             stem = Path(source.uri).stem
             sinks.append(VideoSink(str(out_dir / f"{stem}.mp4"), source.fps,
-                                   args.keypoint_threshold))
+                                   args.keypoint_threshold, args.draw_min_score))
         else:
-            sinks.append(ImageSink(str(out_dir), args.keypoint_threshold))
+            sinks.append(ImageSink(str(out_dir), args.keypoint_threshold, args.draw_min_score))
     times: List[StageTimes] = []
     persons = 0
     total = source.total

@@ -9,18 +9,19 @@ from ..types import Poses
 
 
 def draw_poses(image: np.ndarray, poses: Poses, keypoint_threshold: float = 0.3,
-               draw_boxes: bool = True) -> np.ndarray:
+               draw_boxes: bool = True, min_person_score: float = 0.0) -> np.ndarray:
     """A copy of ``image`` (H, W, 3) uint8 BGR with every person's box, limbs and keypoints.
 
-    Keypoints scoring below ``keypoint_threshold`` (and limbs touching them) are not drawn. Line
-    width scales with the frame so 4K frames stay readable.
+    Persons whose box score is below ``min_person_score`` are left out; keypoints scoring below
+    ``keypoint_threshold`` (and limbs touching them) are not drawn. Line width scales with the
+    frame so 4K frames stay readable.
     """
     import cv2
 
     out = image.copy()
     thick = max(1, int(round(max(image.shape[:2]) / 400)))
     radius = thick + 1
-    for i in range(len(poses)):
+    for i in np.flatnonzero(poses.box_scores >= min_person_score):
         kp = poses.keypoints[i]
         ok = poses.keypoint_scores[i] >= keypoint_threshold
         if draw_boxes:

@@ -53,10 +53,12 @@ class JsonlSink(Sink):
 class ImageSink(Sink):
     """Annotated frames as ``DIR/<source stem>.jpg`` (``<stem>_<frame>.jpg`` on repeats)."""
 
-    def __init__(self, folder: str, keypoint_threshold: float = 0.3) -> None:
+    def __init__(self, folder: str, keypoint_threshold: float = 0.3,
+                 min_person_score: float = 0.0) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.threshold = keypoint_threshold
+        self.min_person_score = min_person_score
         self._used: Set[str] = set()
         self.written = 0
 
@@ -68,7 +70,8 @@ class ImageSink(Sink):
         if name in self._used:
             name = f"{stem}_{result.frame.index:06d}.jpg"
         self._used.add(name)
-        image = draw_poses(result.frame.image, result.poses, self.threshold)
+        image = draw_poses(result.frame.image, result.poses, self.threshold,
+                           min_person_score=self.min_person_score)
         if not cv2.imwrite(str(self.folder / name), image):
             raise ConfigError(f"cannot write {self.folder / name}")
         self.written += 1
@@ -78,17 +81,19 @@ class VideoSink(Sink):
     """Annotated frames into one video file (mp4v), sized by the first frame."""
 
     def __init__(self, path: str, fps: Optional[float] = None,
-                 keypoint_threshold: float = 0.3) -> None:
+                 keypoint_threshold: float = 0.3, min_person_score: float = 0.0) -> None:
         self.path = path
         self.fps = fps or 25.0
         self.threshold = keypoint_threshold
+        self.min_person_score = min_person_score
         self._writer: Any = None
         self._size: Tuple[int, int] = (0, 0)
 
     def write(self, result: FrameResult) -> None:
         import cv2
 
-        image = draw_poses(result.frame.image, result.poses, self.threshold)
+        image = draw_poses(result.frame.image, result.poses, self.threshold,
+                           min_person_score=self.min_person_score)
         size = (image.shape[1], image.shape[0])
         if self._writer is None:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
