@@ -73,6 +73,18 @@ def mirror_dir() -> Optional[Path]:
     return path if path.is_dir() else None
 
 
+def path_or_mirror(value: Optional[str], rel: str, flag: str) -> Path:
+    """``value`` as a path, else ``rel`` inside the data mirror; :class:`AssetError` naming
+    ``flag`` and the variable when neither is there."""
+    if value:
+        return Path(value).expanduser()
+    base = mirror_dir()
+    if base is None or not (base / rel).exists():
+        raise AssetError(f"{flag} not given and no data mirror holds {rel} (set {MIRROR_ENV} or "
+                         "pass the path)")
+    return base / rel
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

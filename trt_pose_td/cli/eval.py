@@ -7,8 +7,8 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
+from ..assets import path_or_mirror
 from ..errors import ConfigError
 from ..evaluate import INSTANCE_SCORES, EvalOptions
 from .common import add_pipeline_args, config_from_args, format_table, stage_table
@@ -85,25 +85,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _default(value: Optional[str], rel: str, flag: str) -> Path:
-    if value:
-        return Path(value)
-    from ..assets import mirror_dir
-
-    base = mirror_dir()
-    if base is None or not (base / rel).exists():
-        raise ConfigError(f"{flag} not given and no data mirror holds {rel} (set "
-                          "TRT_POSE_TD_MIRROR or pass the path)")
-    return base / rel
-
-
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import compare, evaluate, load_coco, read_summary, summary_doc, write_outputs
     from ..pipeline import TopDownPipeline, summarize_times
 
     cfg = config_from_args(args)
-    images = _default(args.images, DEV_IMAGES, "--images")
-    annotations = _default(args.annotations, DEV_ANNOTATIONS, "--annotations")
+    images = path_or_mirror(args.images, DEV_IMAGES, "--images")
+    annotations = path_or_mirror(args.annotations, DEV_ANNOTATIONS, "--annotations")
     if not images.is_dir():
         raise ConfigError(f"image folder not found: {images}")
     if args.boxes not in ("own", "gt") and not Path(args.boxes).is_file():

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+from ..assets import path_or_mirror
 from ..errors import ConfigError
 from ..quantize import METHODS, OP_SETS
 from .common import format_table, parse_size
@@ -71,18 +72,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _mirror_path(value: Optional[str], rel: str, flag: str) -> Path:
-    if value:
-        return Path(value)
-    from ..assets import mirror_dir
-
-    base = mirror_dir()
-    if base is None or not (base / rel).exists():
-        raise ConfigError(f"{flag} not given and no data mirror holds {rel} (set "
-                          "TRT_POSE_TD_MIRROR or pass the path)")
-    return base / rel
-
-
 HOW_CHOSEN = ("the data mirror's coco/calib_train2017: COCO train2017 images (never val) taken "
               "whole from two public COCO subsets (COCO-MINI, tiny_coco), with their person "
               "keypoint annotations; images with and without people are both kept, so the "
@@ -140,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
     if args.output and len(models) != 1:
         raise ConfigError("--output names one file: give exactly one model")
     specs = [get_spec(m) for m in models]
-    images = _mirror_path(args.calib_images, CALIB_IMAGES, "--calib-images")
+    images = path_or_mirror(args.calib_images, CALIB_IMAGES, "--calib-images")
     annotations = None
     if any(s.task == "pose" for s in specs):
-        annotations = _mirror_path(args.calib_annotations, CALIB_ANNOTATIONS,
+        annotations = path_or_mirror(args.calib_annotations, CALIB_ANNOTATIONS,
                                    "--calib-annotations")
     keep = None
     if args.keep_float is not None:
