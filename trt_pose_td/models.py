@@ -215,6 +215,11 @@ def get_spec(name: str, task: Optional[str] = None) -> ModelSpec:
     return spec
 
 
+def is_model_path(name_or_path: str) -> bool:
+    """True when a --detector / --pose value names an ONNX file rather than a registry model."""
+    return name_or_path.endswith(".onnx") or "/" in name_or_path
+
+
 def spec_for_file(path: str, like: str) -> ModelSpec:
     """A spec for a user's own ONNX file with the contract of registry model ``like``."""
     import os

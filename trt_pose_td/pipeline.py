@@ -17,7 +17,14 @@ from . import decode, geometry
 from .decode import DetectorParams
 from .engines import Engine, check_contract, load_engine
 from .errors import ConfigError
-from .models import DEFAULT_DETECTOR, DEFAULT_POSE, ModelSpec, get_spec, spec_for_file
+from .models import (
+    DEFAULT_DETECTOR,
+    DEFAULT_POSE,
+    ModelSpec,
+    get_spec,
+    is_model_path,
+    spec_for_file,
+)
 from .preprocess import CpuPreprocessor, Preprocessor, warp_with
 from .skeleton import flip_permutation
 from .types import Detections, Frame, FrameResult, Poses, StageTimes
@@ -258,7 +265,7 @@ def cpu_config(cfg: PipelineConfig) -> PipelineConfig:
 
 def resolve_spec(name_or_path: str, task: str, like: str) -> ModelSpec:
     """A registry spec by name, or a spec for an ONNX path following registry model ``like``."""
-    if name_or_path.endswith(".onnx") or "/" in name_or_path:
+    if is_model_path(name_or_path):
         return spec_for_file(name_or_path, like)
     return get_spec(name_or_path, task)
 
@@ -267,7 +274,7 @@ def int8_model(name_or_path: str, like: str) -> Tuple[str, str]:
     """(model, like) that serve ``name_or_path`` as an explicit-INT8 (Q/DQ) model: a registry
     model whose in-graph NMS stays out of INT8 is replaced by its twin (RTMDet-nano NMS ->
     raw head + our NMS); paths are kept."""
-    if name_or_path.endswith(".onnx") or "/" in name_or_path:
+    if is_model_path(name_or_path):
         return name_or_path, like
     from .quantize import int8_source
 

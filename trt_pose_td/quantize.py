@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import CalibrationError, ConfigError, require
-from .models import ModelSpec, get_spec
+from .models import ModelSpec, get_spec, is_model_path
 from .qdq_sensitivity import unquantize_other_consumers
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def int8_config(cfg: Any) -> Any:
     changes: Dict[str, str] = {}
     for role, task in (("detector", "detector"), ("pose", "pose")):
         name = getattr(cfg, role)
-        if name.endswith(".onnx") or "/" in name:
+        if is_model_path(name):
             continue
         get_spec(name, task)
         path = quantized_path(name)

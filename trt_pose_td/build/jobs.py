@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 from .. import calibration
 from ..engine_meta import EngineMetadata, engine_filename
 from ..errors import CalibrationError
-from ..models import ModelSpec
+from ..models import ModelSpec, is_model_path
 from .env import BuildEnv
 from .options import NO_CUBLAS_CUDNN, BuildOptions
 from .profiles import timing_cache_path
@@ -131,7 +131,7 @@ def timing_cache_file(opts: BuildOptions, env: BuildEnv) -> Optional[Path]:
 def _model_args(opts: BuildOptions, role: str) -> List[str]:
     name, like = ((opts.detector, opts.detector_like) if role == "detector"
                   else (opts.pose, opts.pose_like))
-    if name.endswith(".onnx") or "/" in name:
+    if is_model_path(name):
         return [f"--{role}", os.path.abspath(name), f"--{role}-like", like]
     return [f"--{role}", name]
 
