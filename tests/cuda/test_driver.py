@@ -65,7 +65,7 @@ def test_auto_backend_falls_back_to_onnxruntime(standins):
     from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline
 
     cfg = PipelineConfig(detector=str(standins["detector"]), pose=str(standins["heatmap"]),
-                         backend="auto")
+                         detector_like="rtmdet_nano_person", backend="auto")
     assert tensorrt_unavailable(cfg) and resolve_backend(cfg) == "onnxruntime"
     with TopDownPipeline.from_config(cfg, progress=False) as pipe:
         assert not isinstance(pipe, GpuPipeline)
@@ -82,8 +82,8 @@ def test_tensorrt_backend_here_is_a_one_line_cli_error(standins, tmp_path, capsy
 
     cv2.imwrite(str(tmp_path / "frame.jpg"), np.zeros((48, 64, 3), np.uint8))
     rc = main(["run", str(tmp_path / "frame.jpg"), "-o", str(tmp_path / "out"), "--backend",
-               "tensorrt", "--detector", str(standins["detector"]), "--pose",
-               str(standins["heatmap"])])
+               "tensorrt", "--detector", str(standins["detector"]), "--detector-like",
+               "rtmdet_nano_person", "--pose", str(standins["heatmap"])])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("trt-pose-td run: error:") and "\n" not in err
     assert "TensorRT" in err or "GPU" in err or "driver" in err

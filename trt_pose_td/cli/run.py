@@ -26,14 +26,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "keypoints[[x, y, score] x 17]] in original-image pixels) plus annotated "
                     "images (DIR/<name>.jpg) or an annotated video (DIR/<name>.mp4). Ends with "
                     "a per-stage timing table.",
-        epilog="examples:\n  trt-pose-td run                      # the sample class photo\n"
+        epilog="examples:\n  trt-pose-td run                      # the packaged sample photo\n"
                "  trt-pose-td run photos/ -o out       # every image of a folder\n"
                "  trt-pose-td run 'shots/*.png' --det-size 416\n"
                "  trt-pose-td run clip.mp4 -o out --pose pp_tinypose_128x96",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", nargs="?", default=None,
-                   help="image, folder, glob or video file (default: the sample class photo, "
-                        "COCO val2017 000000002299.jpg, fetched on first use)")
+                   help="image, folder, glob or video file (default: the sample photo shipped "
+                        "in the package, COCO val2017 000000001000.jpg, CC BY 2.0)")
     p.add_argument("-o", "--output", default="out", metavar="DIR",
                    help="output folder (default: %(default)s)")
     p.add_argument("--no-draw", action="store_true", help="write poses.jsonl only")
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if uri is None:
         from ..assets import sample_paths
 
-        uri = str(sample_paths("class_photo")[0])
+        uri = str(sample_paths("sample")[0])
     source = open_source(uri)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
