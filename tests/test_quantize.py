@@ -113,7 +113,7 @@ def test_sensitivity_ranks_convs_and_bypass_restores_float(quantized, model, cal
 
 
 def test_quantized_path_naming_and_int8_config(tmp_path, monkeypatch):
-    from trt_pose_td.pipeline import PipelineConfig
+    from trt_pose_td.config import PipelineConfig
 
     monkeypatch.setenv("TRT_POSE_TD_CACHE", str(tmp_path))
     p = quantize.quantized_path("pp_tinypose_256x192", "minmax")

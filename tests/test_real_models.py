@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from trt_pose_td.api import open_pipeline
+from trt_pose_td.config import PipelineConfig
 from trt_pose_td.io.sources import read_image
 from trt_pose_td.metrics import oks
 from trt_pose_td.models import REGISTRY
-from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline
 from trt_pose_td.types import Frame
 
 pytest.importorskip("onnxruntime")
@@ -23,7 +24,7 @@ DEV_IMAGES = (1000, 233771, 217285, 8690, 329323, 196141)
 
 @pytest.fixture(scope="module")
 def default_pipeline():
-    with TopDownPipeline.from_config(PipelineConfig(), progress=False) as p:
+    with open_pipeline(PipelineConfig()) as p:
         yield p
 
 
@@ -81,7 +82,7 @@ def test_ground_truth_persons_reach_oks_half(default_pipeline, shared):
                                       if s.task == "detector" and s.sha256])
 def test_every_registered_detector_finds_the_class(shared, class_photo, detector):
     cfg = PipelineConfig(detector=detector, pose="pp_tinypose_128x96")
-    with TopDownPipeline.from_config(cfg, progress=False) as p:
+    with open_pipeline(cfg) as p:
         result = p(class_photo)
     assert len(result.poses) >= 15, f"{detector}: {len(result.poses)} persons"
 
@@ -90,7 +91,7 @@ def test_nms_in_graph_and_raw_head_agree(shared, class_photo):
     """Same network, NMS inside the graph vs our decoder + NMS: same boxes."""
     boxes = {}
     for name in ("rtmdet_nano_person", "rtmdet_nano_person_raw"):
-        with TopDownPipeline.from_config(PipelineConfig(detector=name), progress=False) as p:
+        with open_pipeline(PipelineConfig(detector=name)) as p:
             boxes[name] = p.detector(class_photo).boxes
     a, b = boxes["rtmdet_nano_person"], boxes["rtmdet_nano_person_raw"]
     assert abs(len(a) - len(b)) <= 2
@@ -105,7 +106,7 @@ def test_pose_guided_recrop_frames_people_better(shared):
     files = {im["id"]: im["file_name"] for im in ann["images"]}
     best = {}
     for recrop in (False, True):
-        with TopDownPipeline.from_config(PipelineConfig(recrop=recrop), progress=False) as p:
+        with open_pipeline(PipelineConfig(recrop=recrop)) as p:
             values = []
             for image_id in DEV_IMAGES:
                 gts = [a for a in ann["annotations"] if a["image_id"] == image_id and

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, Optional, Union, cast
+from typing import Dict, Iterator, List, Optional, Union, cast
 
 import numpy as np
 
@@ -190,3 +190,16 @@ class FrameResult:
             "timestamp": round(self.frame.timestamp, 6),
             "persons": self.poses.to_list(),
         }
+
+
+def summarize_times(all_times: List[StageTimes]) -> Dict[str, Dict[str, float]]:
+    """Per stage: mean, median and p90 milliseconds over frames (stages in first-seen order)."""
+    stages: List[str] = []
+    for t in all_times:
+        stages.extend(s for s in t if s not in stages)
+    out: Dict[str, Dict[str, float]] = {}
+    for s in stages:
+        v = np.array([t.get(s, 0.0) for t in all_times], np.float64)
+        out[s] = {"mean": float(v.mean()), "median": float(np.median(v)),
+                  "p90": float(np.percentile(v, 90)), "n": int(len(v))}
+    return out

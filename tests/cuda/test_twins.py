@@ -178,10 +178,12 @@ def test_dark_twin_on_real_model_heatmaps(sample_photo):
 
 def test_twin_preprocessor_in_the_cpu_pipeline(standins):
     """``--preprocessor twin`` runs the CPU pipeline with the GPU kernel's sampling."""
+    from trt_pose_td.api import open_pipeline
     from trt_pose_td.cli import build_parser
     from trt_pose_td.cli.common import config_from_args
+    from trt_pose_td.config import PipelineConfig
     from trt_pose_td.errors import ConfigError
-    from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline, make_preprocessor
+    from trt_pose_td.stages import make_preprocessor
     from trt_pose_td.types import Frame
 
     img = np.zeros((480, 640, 3), np.uint8)
@@ -195,7 +197,7 @@ def test_twin_preprocessor_in_the_cpu_pipeline(standins):
     results = {}
     for name in ("twin", "cv2"):
         c = PipelineConfig(**{**cfg.as_dict(), "preprocessor": name})
-        with TopDownPipeline.from_config(c, progress=False) as pipe:
+        with open_pipeline(c) as pipe:
             assert type(pipe.pose.pre).__name__ == ("TwinPreprocessor" if name == "twin"
                                                     else "CpuPreprocessor")
             results[name] = pipe(Frame(img)).poses

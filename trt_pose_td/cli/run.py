@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 from pathlib import Path
 from typing import List
 
+from ..api import open_pipeline
 from ..io.sinks import ImageSink, JsonlSink, Sink, VideoSink
 from ..io.sources import VideoSource, open_source
-from ..pipeline import TopDownPipeline, summarize_times
 from ..progress import progress_bar
-from ..types import StageTimes
+from ..types import StageTimes, summarize_times
 from .common import add_pipeline_args, config_from_args, stage_table
 
 log = logging.getLogger(__name__)
@@ -73,18 +74,16 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames and total:
         total = min(total, args.max_frames)
     bar = progress_bar(total, "", "frame", args.quiet or total == 1)
-    with TopDownPipeline.from_config(cfg, progress=not args.quiet) as pipeline:
+    with open_pipeline(cfg, progress=not args.quiet) as pipeline:
         try:
-            for frame in source:
-                result = pipeline(frame)
+            frames = itertools.islice(source, args.max_frames or None)
+            for result in pipeline.stream(frames):
                 for sink in sinks:
                     sink.write(result)
                 times.append(result.times)
                 persons += len(result.poses)
                 bar.set_postfix(persons=len(result.poses), refresh=False)
                 bar.update()
-                if args.max_frames and len(times) >= args.max_frames:
-                    break
         finally:
             bar.close()
             for sink in sinks:
