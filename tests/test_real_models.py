@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from trt_pose_td.io.sources import read_image
-from trt_pose_td.metrics import oks
 from trt_pose_td.models import REGISTRY
+from trt_pose_td.oks import oks
 from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline
 from trt_pose_td.types import Frame
 
