@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trt_pose_td import geometry
 from trt_pose_td.api import open_pipeline
 from trt_pose_td.config import PipelineConfig
+from trt_pose_td.evaluate import instance_scores
 from trt_pose_td.io.sources import read_image
 from trt_pose_td.pipeline import CpuPipeline
 from trt_pose_td.preprocess import warp_with
@@ -56,7 +57,7 @@ def _image_ids(images: Path, annotations: str) -> dict:
 def _coco_results(image_id: int, poses) -> list:
     """COCO keypoint results; keypoints shifted by -0.5 to COCO's pixel-centre convention."""
     out = []
-    scores = poses.instance_scores()
+    scores = instance_scores(poses)  # box score x mean visible-keypoint score
     for i in range(len(poses)):
         kp = np.concatenate([poses.keypoints[i] - 0.5, poses.keypoint_scores[i, :, None]], 1)
         out.append({"image_id": image_id, "category_id": 1, "score": float(scores[i]),

@@ -11,8 +11,8 @@ import pytest
 from trt_pose_td.api import open_pipeline
 from trt_pose_td.config import PipelineConfig
 from trt_pose_td.io.sources import read_image
-from trt_pose_td.metrics import oks
 from trt_pose_td.models import REGISTRY
+from trt_pose_td.oks import oks
 from trt_pose_td.types import Frame
 
 pytest.importorskip("onnxruntime")

@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import ConfigError, require
 from .io.sources import read_image
-from .metrics import oks
+from .oks import oks
 from .progress import progress_bar
 from .types import Detections, Frame, FrameResult, Poses, StageTimes
 
