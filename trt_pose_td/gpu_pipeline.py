@@ -151,7 +151,7 @@ class GpuPipeline(TopDownPipeline):
                     zero_copy: Optional[bool] = None) -> GpuPipeline:
         """Load both engines named by ``cfg`` (engine_dir, precision) on GPU 0."""
         from .cuda.driver import Device
-        from .cuda.kernels import Kernels
+        from .cuda.launchers import Kernels
         from .engines.tensorrt import TrtEngine, import_tensorrt
 
         if cfg.flip or cfg.recrop:
