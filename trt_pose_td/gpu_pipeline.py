@@ -152,7 +152,8 @@ class GpuPipeline(TopDownPipeline):
         """Load both engines named by ``cfg`` (engine_dir, precision) on GPU 0."""
         from .cuda.driver import Device
         from .cuda.launchers import Kernels
-        from .engines.tensorrt import TrtEngine, import_tensorrt
+        from .engines.tensorrt import TrtEngine
+        from .trt_api import import_tensorrt
 
         if cfg.flip or cfg.recrop:
             raise ConfigError("--flip and --recrop are not available on the GPU pipeline yet; "

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from ..errors import DependencyError, EngineError
+from ..errors import EngineError
 from ..models import ModelSpec
+from ..trt_api import import_tensorrt, trt_logger
 from .base import Engine, TensorSpec, check_contract
 
 if TYPE_CHECKING:
@@ -30,19 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Shape = Tuple[int, ...]
-_LOGGER: Any = None
-
-
-def import_tensorrt() -> Any:
-    """The ``tensorrt`` module, or :class:`DependencyError` saying where TensorRT comes from."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise DependencyError(
-            f"TensorRT is not installed ({exc}): it comes with JetPack on Jetson, in NVIDIA's "
-            "TensorRT containers, or from `pip install tensorrt` (NVIDIA's index) on x86"
-        ) from exc
-    return trt
 
 
 def _shape(dims: Any) -> Shape:
@@ -52,31 +40,6 @@ def _shape(dims: Any) -> Shape:
 
 def _volume(shape: Sequence[int]) -> int:
     return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
-
-
-def trt_logger() -> trt.ILogger:
-    """One process-wide ``trt.ILogger`` that forwards TensorRT's messages to :mod:`logging`."""
-    import tensorrt as trt
-
-    global _LOGGER
-    if _LOGGER is None:
-        sev = trt.ILogger.Severity
-        levels = {sev.INTERNAL_ERROR: logging.ERROR, sev.ERROR: logging.ERROR,
-                  sev.WARNING: logging.WARNING, sev.INFO: logging.DEBUG,
-                  sev.VERBOSE: logging.DEBUG}
-
-        class _Logger(trt.ILogger):
-            def __init__(self) -> None:
-                trt.ILogger.__init__(self)
-
-            def log(self, severity: Any, msg: str) -> None:
-                try:
-                    log.log(levels.get(severity, logging.INFO), "TensorRT: %s", msg)
-                except Exception:
-                    pass
-
-        _LOGGER = _Logger()
-    return _LOGGER
 
 
 def _output_allocator() -> Any:
