@@ -145,10 +145,16 @@ def calibrator_for(inputs: Dict[str, List[int]], request: PlanRequest, batch: in
 
 
 def set_precision(config: trt.IBuilderConfig, opts: BuildOptions, env: BuildEnv) -> None:
-    """Builder flags of a weakly typed network (a strongly typed one takes the ONNX's types)."""
+    """Precision flags. fp32 clears TF32 (on by default: from Ampere on, float32 convolutions and
+    matrix products would round their inputs to 10-bit mantissas, so an "fp32" engine would not
+    be FP32). fp16 / int8 set FP16 (+ INT8) on a weakly typed network; a strongly typed one takes
+    the ONNX's types."""
     import tensorrt as trt
 
-    if opts.strongly_typed or not env.trt.weak_typing or opts.precision == "fp32":
+    if opts.precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)
+        return
+    if opts.strongly_typed or not env.trt.weak_typing:
         return
     config.set_flag(trt.BuilderFlag.FP16)  # int8 too: layers left unquantized run in FP16
     if opts.precision == "int8":
