@@ -122,6 +122,10 @@ class GpuPipeline(TopDownPipeline):
         return int(self._pose.outputs[first].shape[1])
 
     def _check_engines(self) -> None:
+        """Refuse engines this pipeline cannot drive: a profile must take each model's configured
+        input size (one line naming the rebuild command), heatmaps float32, inputs float."""
+        for engine, s in ((self._det, self.detector.spec), (self._pose, self.pose.spec)):
+            engine.check_input_size(s)
         spec = self.pose.spec
         for role, name in spec.outputs.items():
             if self._pose.outputs[name].dtype != np.float32:
