@@ -44,8 +44,8 @@ MIN_VERSION = "8.5"
 
 INSTALL_HINT = ("TensorRT's Python bindings come with JetPack on a Jetson (python3-libnvinfer; "
                 "inside a container use an l4t-tensorrt / l4t-jetpack base image) and with "
-                "NVIDIA's TensorRT container or `pip install tensorrt` on x86; building engines "
-                "needs them, running on ONNX Runtime does not.")
+                "NVIDIA's TensorRT container or `pip install tensorrt` on x86; building and "
+                "running TensorRT engines needs them, --backend onnxruntime does not.")
 
 
 @dataclass(frozen=True)
