@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Optional
 
 from .engine_meta import engine_filename
-from .errors import ConfigError
+from .errors import ConfigError, DependencyError
 from .models import ModelSpec
 from .pipeline import PipelineConfig, resolve_specs
+from .trt_api import import_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ def engine_path(cfg: PipelineConfig, spec: ModelSpec) -> Path:
 def tensorrt_unavailable(cfg: PipelineConfig) -> Optional[str]:
     """Why ``cfg`` cannot run on TensorRT here (None: it can)."""
     try:
-        import tensorrt  # noqa: F401
-    except ImportError:
+        import_tensorrt()
+    except DependencyError:
         return "TensorRT is not installed"
     from .cuda.driver import gpu_available
 
