@@ -196,6 +196,7 @@ class TrtEngine(Engine):
                     continue
                 sizes[name] = max(sizes.get(name, 1), volume(shape) * spec.dtype.itemsize)
         self._use_profile(0, self._stream)
+        self._stream.synchronize()  # profile switches are stream-ordered; runs use other streams
         self._dds = [n for n in self._outputs if n in dds]
         for name, nbytes in sizes.items():
             if name not in dds:
