@@ -6,7 +6,7 @@ Same options as ``trt-pose-td build`` (``--help`` lists them; docs/engines.md ex
 
 import sys
 
-from trt_pose_td.build import main
+from trt_pose_td.cli.build import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,11 @@ EXTRAS = {
     "cv": ["opencv-python-headless>=4.5"],
     "ort": ["onnxruntime>=1.15", "opencv-python-headless>=4.5"],
     # TensorRT itself comes from JetPack / the NGC container / NVIDIA's index, not PyPI.
-    "trt": ["cuda-python>=12.6,<13"],
+    # cuda-python: 11.8.0-11.8.2 are the last releases with Python 3.8/3.9 wheels (JetPack 5;
+    # layout cuda.cuda / cuda.nvrtc), 12.6+ has cuda.bindings; trt_pose_td/cuda/driver.py takes
+    # either. Later 11.8.x are shims over cuda-bindings 11.8, which has no 3.8 wheels.
+    "trt": ["cuda-python>=11.8,<11.8.3; python_version<'3.10'",
+            "cuda-python>=12.6,<13; python_version>='3.10'"],
     "service": ["paho-mqtt>=1.6"],
     "eval": ["pycocotools>=2.0.6", "onnx>=1.14", "matplotlib>=3.5"],
 }

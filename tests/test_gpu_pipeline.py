@@ -1,7 +1,10 @@
 """The GPU pipeline against the CPU pipeline on real dev images (markers gpu + trt).
 
-Engines are built here (fp32, TF32 off, tests/engines/trt_build.py) from the default models, so the
+Engines are built here (fp32, TF32 off, tests/engines/trt_build.py) from the default models, each
+at the input size the pipeline runs it at (the model's own: 416x416 for RTMDet), so the
 comparison isolates the GPU runtime: upload, crop kernel, TensorRT, decode kernel, mapping back.
+The detector is the raw-head RTMDet (+ our NMS), the one TensorRT 8.5 parses; the NMS-in-graph
+export needs TensorRT >= 8.6 and is skipped, with the parser's reason, where it cannot be built.
 Bound: median keypoint distance <= 1 px over persons both pipelines find.
 """
 
@@ -17,8 +20,9 @@ from trt_pose_td import geometry
 from trt_pose_td.api import open_pipeline
 from trt_pose_td.config import PipelineConfig
 from trt_pose_td.engine_meta import engine_filename
-from trt_pose_td.errors import ConfigError
+from trt_pose_td.errors import ConfigError, EngineError
 from trt_pose_td.io.sources import read_image
+from trt_pose_td.models import get_spec
 from trt_pose_td.plan import resolve
 from trt_pose_td.types import Detections, Frame
 
@@ -26,6 +30,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.trt]
 log = logging.getLogger(__name__)
 
 DEV_IMAGES = (1000, 233771, 217285, 8690, 329323, 196141, 2299)
+DETECTOR = "rtmdet_nano_person_raw"     # parsed by TensorRT 8.5
+NMS_DETECTOR = "rtmdet_nano_person"     # NMS in the graph: TensorRT >= 8.6
 STAGES = {"upload", "det_pre", "det_infer", "det_post", "crop", "pose_infer", "pose_post",
           "total"}
 
@@ -35,13 +41,15 @@ def engine_dir(shared, trt, tmp_path_factory):
     from tests.engines.trt_build import build_engine
 
     d = tmp_path_factory.mktemp("engines")
-    for det in ("rtmdet_nano_person", "rtmdet_nano_person_raw"):
-        onnx = {"rtmdet_nano_person": "rtmdet_nano_person_nms.onnx",
-                "rtmdet_nano_person_raw": "rtmdet_nano_person_rawhead.onnx"}[det]
+    for det in (DETECTOR, NMS_DETECTOR):
+        spec = get_spec(det)
+        w, h = spec.preprocess.input_size  # what the pipeline runs: the engine must take it
         try:
-            build_engine(shared / "models" / onnx, d / engine_filename(det, "fp32"),
-                         role="detector", batch=(1, 1, 1), hw=(320, 320), model=det)
-        except RuntimeError as exc:  # e.g. an ONNX op this TensorRT lacks
+            build_engine(shared / "models" / spec.file, d / engine_filename(det, "fp32"),
+                         role="detector", batch=(1, 1, 1), hw=(h, w), model=det)
+        except RuntimeError as exc:  # e.g. TensorRT 8.5 and the NMS graph's dynamic TopK
+            if det == DETECTOR:
+                raise
             log.warning("cannot build %s: %s", det, exc)
     build_engine(shared / "models/pp_tinypose_256x192.onnx",
                  d / engine_filename("pp_tinypose_256x192", "fp32"), batch=(1, 8, 16),
@@ -57,7 +65,7 @@ def frames(shared):
             for n, i in enumerate(DEV_IMAGES) if i in files]
 
 
-def _config(engine_dir, detector="rtmdet_nano_person", **kw):
+def _config(engine_dir, detector=DETECTOR, **kw):
     if not (engine_dir / engine_filename(detector, "fp32")).is_file():
         pytest.skip(f"no engine for {detector} (see the build warning)")
     return PipelineConfig(detector=detector, backend="tensorrt", engine_dir=str(engine_dir),
@@ -79,7 +87,7 @@ def _distances(cpu_poses, gpu_poses):
     return out, missed
 
 
-@pytest.mark.parametrize("detector", ["rtmdet_nano_person", "rtmdet_nano_person_raw"])
+@pytest.mark.parametrize("detector", [DETECTOR, NMS_DETECTOR])
 def test_gpu_keypoints_match_cpu(engine_dir, frames, detector):
     from trt_pose_td.gpu_pipeline import GpuPipeline
 
@@ -134,7 +142,7 @@ def test_forty_persons_in_chunks_match_the_cpu_estimator(engine_dir, frames):
 
     frame = frames[-1]
     with open_pipeline(_config(engine_dir)) as gpu, \
-            open_pipeline(PipelineConfig()) as cpu:
+            open_pipeline(PipelineConfig(detector=DETECTOR)) as cpu:
         found = cpu(frame).poses
         dets = tile_detections(Detections(found.boxes, found.box_scores), 40)
         a = cpu.pose(frame, dets)
@@ -157,11 +165,20 @@ def test_mismatched_engine_is_refused_before_deserializing(engine_dir, tmp_path)
     (tmp_path / name).write_bytes(b"\0not an engine" * 100)  # would fail to deserialize
     meta = read_metadata(engine_dir / name)
     write_metadata(dataclasses.replace(meta, compute_capability="1.0"), tmp_path / name)
-    for det in engine_dir.glob("rtmdet_nano_person.*"):
+    for det in engine_dir.glob(f"{DETECTOR}.*"):
         shutil.copy(det, tmp_path / det.name)
     cfg = _config(tmp_path)
     with pytest.raises(EngineError, match="cannot run here.*compute capability 1.0"):
         open_pipeline(cfg)
     write_metadata(meta, tmp_path / name)
     with pytest.raises(EngineError, match="cannot deserialize"):
+        open_pipeline(cfg)
+
+
+def test_engine_of_another_input_size_is_refused_at_load(engine_dir):
+    """The detector engine takes 416x416; a pipeline configured for 320x320 must not run it
+    (the warp kernel would write a 320x320 letterbox into a 416x416 binding)."""
+    cfg = _config(engine_dir, det_size=(320, 320))
+    with pytest.raises(EngineError, match=r"takes rtmdet_nano_person_raw input input at 416x416, "
+                                          r"the pipeline runs it at 320x320; rebuild it: "):
         open_pipeline(cfg)

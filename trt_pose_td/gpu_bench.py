@@ -18,6 +18,7 @@ import numpy as np
 from .bench import machine_info, tile_detections
 from .gpu_pipeline import GpuPipeline
 from .progress import progress_bar
+from .trt_api import detect
 from .types import Frame, StageTimes, summarize_times
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,5 @@ def gpu_machine_info(pipeline: GpuPipeline) -> dict:
     info.update({"gpu": dev.name, "compute_capability": dev.compute_capability,
                  "integrated": dev.integrated, "driver": dev.driver_version,
                  "zero_copy": pipeline.zero_copy, "kernel_target": pipeline.kernels.target})
-    try:
-        import tensorrt
-
-        info["tensorrt"] = tensorrt.__version__
-    except ImportError:
-        pass
+    info["tensorrt"] = str(detect()[1].version)  # the pipeline runs on it: it is there
     return info

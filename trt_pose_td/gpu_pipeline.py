@@ -127,6 +127,10 @@ class GpuPipeline:
         return int(self._pose.outputs[first].shape[1])
 
     def _check_engines(self) -> None:
+        """Refuse engines this pipeline cannot drive: a profile must take each model's configured
+        input size (one line naming the rebuild command), heatmaps float32, inputs float."""
+        for engine, s in ((self._det, self.detector.spec), (self._pose, self.pose.spec)):
+            engine.check_input_size(s)
         spec = self.pose.spec
         for role, name in spec.outputs.items():
             if self._pose.outputs[name].dtype != np.float32:
@@ -155,8 +159,9 @@ class GpuPipeline:
     def from_plan(cls, plan: Plan, zero_copy: Optional[bool] = None) -> GpuPipeline:
         """Load the plan's two engines (engine_dir, precision) on GPU 0."""
         from .cuda.driver import Device
-        from .cuda.kernels import Kernels
-        from .engines.tensorrt import TrtEngine, import_tensorrt
+        from .cuda.launchers import Kernels
+        from .engines.tensorrt import TrtEngine
+        from .trt_api import import_tensorrt
 
         cfg = plan.cfg
         import_tensorrt()

@@ -18,7 +18,7 @@ from .assets import cache_dir, model_path
 from .config import PipelineConfig
 from .decode import DetectorParams
 from .engine_meta import engine_filename
-from .errors import ConfigError
+from .errors import ConfigError, DependencyError
 from .models import ModelSpec, get_spec, is_model_path, spec_for_file
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,11 @@ def _int8_mode(cfg: PipelineConfig) -> Optional[str]:
 
 def tensorrt_unavailable(cfg: PipelineConfig) -> Optional[str]:
     """Why ``cfg`` cannot run on TensorRT here (None: it can)."""
+    from .trt_api import import_tensorrt
+
     try:
-        import tensorrt  # noqa: F401
-    except ImportError:
+        import_tensorrt()
+    except DependencyError:
         return "TensorRT is not installed"
     from .cuda.driver import gpu_available
 

@@ -31,7 +31,7 @@ def pose_tensors(calib_subset, tmp_path_factory):
 
 
 class HostUpload:
-    """Copies each batch into one fixed buffer and returns its address, like DeviceStaging."""
+    """Copies each batch into one fixed buffer and returns its address, like device_staging()."""
 
     def __init__(self, nbytes):
         self.buffer = np.zeros(nbytes // 4, np.float32)
@@ -112,3 +112,62 @@ def test_cache_sits_beside_the_tensors_it_was_made_from(pose_tensors):
     cache = calibration_cache_path(path, "10.3.0.30")
     assert cache.parent == path.parent and cache.name == f"{path.stem}.trt10.3.0.30.calib"
     assert calibration_cache_path(path, "8.5.2.2") != cache
+
+
+def test_device_staging_copies_each_batch_on_the_cuda_wrapper(monkeypatch):
+    """device_staging() goes through cuda/driver.py (stand-ins here: a host "device" buffer):
+    the primary context is held, each batch is copied and synchronized before its address is
+    returned, a batch of another size is refused, and everything is released on exit."""
+    from trt_pose_td.build.calibrator import device_staging
+    from trt_pose_td.cuda import driver
+
+    events = []
+
+    class Device:
+        def __init__(self, ordinal):
+            events.append(("device", ordinal))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            events.append("device closed")
+
+    class Stream:
+        handle = 3
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            events.append("stream closed")
+
+        def synchronize(self):
+            events.append("sync")
+
+    class DeviceBuffer(HostUpload):
+        def __init__(self, nbytes):
+            super().__init__(nbytes)
+            self.nbytes, self.ptr = nbytes, self.buffer.ctypes.data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            events.append("buffer freed")
+
+        def upload(self, host, stream):
+            assert stream.handle == 3 and host.flags.c_contiguous
+            self(host)
+
+    monkeypatch.setattr(driver, "Device", Device)
+    monkeypatch.setattr(driver, "Stream", Stream)
+    monkeypatch.setattr(driver, "DeviceBuffer", DeviceBuffer)
+    batch = np.arange(24, dtype=np.float64).reshape(2, 3, 2, 2)  # converted to float32
+    with device_staging(batch.size * 4) as upload:
+        ptr = upload(batch)
+        staged = np.ctypeslib.as_array((ctypes.c_float * batch.size).from_address(ptr))
+        np.testing.assert_array_equal(staged, batch.ravel().astype(np.float32))
+        with pytest.raises(CalibrationError, match="batch of 48 bytes, buffer holds 96"):
+            upload(batch[:1])
+    assert events == [("device", 0), "sync", "buffer freed", "stream closed", "device closed"]

@@ -38,3 +38,35 @@ def test_modules_stay_small():
     for path in sorted(BUILD.glob("*.py")) + [BUILD.parent / "cli" / "build.py"]:
         lines = len(path.read_text().splitlines())
         assert lines < 400, f"{path.name}: {lines} lines"
+
+
+def _imported_modules(path: Path, package: str):
+    """Every module ``path`` imports, at any level (functions included), as absolute names."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                yield node.module or ""
+                continue
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            yield ".".join(base + ([node.module] if node.module else []))
+            if not node.module:  # from . import cli
+                yield from (".".join(base + [a.name]) for a in node.names)
+
+
+def test_no_library_module_imports_the_cli():
+    """Dependencies point one way: the command line uses the library, never the reverse
+    (``build_engines.py`` and ``python -m trt_pose_td`` import the CLI themselves)."""
+    root = BUILD.parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent)
+        if rel.parts[1] == "cli" or rel.name == "__main__.py":
+            continue
+        package = ".".join(rel.with_suffix("").parts[:-1]) if rel.name != "__init__.py" \
+            else ".".join(rel.parent.parts)
+        if any(m == "trt_pose_td.cli" or m.startswith("trt_pose_td.cli.")
+               for m in _imported_modules(path, package)):
+            offenders.append(str(rel))
+    assert not offenders, f"library modules importing trt_pose_td.cli: {offenders}"

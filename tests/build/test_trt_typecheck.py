@@ -2,7 +2,7 @@
 TensorRT 8.5 (JetPack 5), 10.3 (JetPack 6) and 10.16 (JetPack 7): the stubs NVIDIA's bindings
 generate, read from the data mirror (``$TRT_POSE_TD_MIRROR/stubs``, else ``../shared/stubs``).
 
-Version-specific code sits under ``if TRT10_API:`` (see trt_pose_td/build/trt_version.py): mypy
+Version-specific code sits under ``if TRT10_API:`` (see trt_pose_td/trt_api.py): mypy
 treats that name as always true for the 10.x stubs and always false for 8.5, so each branch is
 checked against the versions that run it. A probe file with known mistakes runs in the same mypy
 call and must fail exactly as expected, which proves the stubs were really used.
@@ -77,7 +77,7 @@ def tensorrt_modules() -> List[Path]:
 def test_tensorrt_modules_are_discovered():
     names = {p.relative_to(PACKAGE).as_posix() for p in tensorrt_modules()}
     assert {"build/builder.py", "build/calibrator.py", "build/inspect.py", "build/env.py",
-            "build/trt_version.py"} <= names
+            "trt_api.py", "engines/tensorrt.py"} <= names
 
 
 @pytest.mark.parametrize("stub_set", sorted(STUB_SETS))

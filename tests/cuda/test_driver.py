@@ -10,7 +10,12 @@ import pytest
 
 from trt_pose_td.errors import DependencyError, TrtPoseError
 
-cuda = pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
+try:  # cuda-python in either layout (cuda.bindings.driver, or cuda.cuda before 12.6)
+    from trt_pose_td.cuda.driver import bindings, cuda_module
+
+    bindings()
+except DependencyError as exc:
+    pytest.skip(f"cuda-python is not installed: {exc}", allow_module_level=True)
 
 
 def _no_gpu() -> None:
@@ -21,9 +26,9 @@ def _no_gpu() -> None:
 
 
 def test_check_returns_values_and_raises_named_errors():
-    from cuda.bindings import driver, nvrtc
-
     from trt_pose_td.cuda.driver import CudaError, check
+
+    driver, nvrtc = bindings(), cuda_module("nvrtc", "nvrtc")
 
     ok = driver.CUresult.CUDA_SUCCESS
     assert check(ok) is None and check(ok, 5) == 5 and check(ok, 1, 2) == (1, 2)

@@ -22,7 +22,7 @@ NAN16X2 = 0x7E007E00
 @pytest.fixture(scope="module")
 def kit(cuda_device, tmp_path_factory):
     from trt_pose_td.cuda.driver import Stream
-    from trt_pose_td.cuda.kernels import Kernels
+    from trt_pose_td.cuda.launchers import Kernels
 
     kernels = Kernels(cuda_device, tmp_path_factory.mktemp("kernels"))
     stream = Stream()
@@ -87,7 +87,7 @@ def test_warp_kernel_equals_twin(kit, case):
 
 
 def test_cuda_preprocessor_and_argument_checks(kit):
-    from trt_pose_td.cuda.kernels import CudaPreprocessor
+    from trt_pose_td.cuda.launchers import CudaPreprocessor
 
     kernels, stream = kit
     rng = np.random.default_rng()

@@ -35,22 +35,34 @@ def _nonzero_model(path):
 
 
 def test_infer_device_reads_a_slice_of_a_larger_batch(heatmap_engine, cuda_device):
+    """Items 5..7 of a 12-item device batch, read through an address inside it. Built to fail
+    when the slice path is wrong: the engine's own input buffer holds items 0..2 first (a run
+    that ignored the address would return those), the result is copied out of the pinned buffer
+    before the next run overwrites it, and the reference is numpy, not the engine."""
+    from tests.engines.test_conformance import _pool_reference
     from trt_pose_td.cuda.driver import DeviceBuffer, Stream
     from trt_pose_td.engines.tensorrt import TrtEngine
 
+    name = "conv2d_441.tmp_1"
     x = np.random.default_rng(0).standard_normal((12, 3, 256, 192)).astype(np.float32)
-    with TrtEngine(heatmap_engine, cuda_device) as engine, Stream() as stream:
+    expected = _pool_reference(x[5:8])
+    for other in (x[0:3], x[4:7], x[6:9]):  # the data tells neighbouring slices apart
+        assert np.abs(expected - _pool_reference(other)).max() > 0.1
+    with TrtEngine(heatmap_engine, cuda_device) as engine, Stream() as stream, \
+            DeviceBuffer(x.nbytes) as big:
         assert engine.max_batch == 8 and engine.profile("image")[1][0] == 8
-        big = DeviceBuffer(x.nbytes)
+        first = engine.infer({"image": x[0:3]})[name]  # own input buffer: items 0..2
+        np.testing.assert_allclose(first, _pool_reference(x[0:3]), atol=1e-5)
         big.upload(x, stream)
         item = x[0].nbytes
         shapes = engine.infer_device({"image": (3, 3, 256, 192)}, stream,
                                      {"image": big.ptr + 5 * item})
-        out = engine.fetch_outputs(stream, shapes)["conv2d_441.tmp_1"]
+        assert tuple(shapes[name]) == (3, 17, 64, 48)
+        view = engine.fetch_outputs(stream, shapes)[name]
         stream.synchronize()
-        ref = engine.infer({"image": x[5:8]})["conv2d_441.tmp_1"]
-        np.testing.assert_allclose(out, ref, atol=1e-5)
-        big.close()
+        out = view.copy()
+        engine.infer({"image": x[0:3]})  # reuses the pinned output buffer behind `view`
+        np.testing.assert_allclose(out, expected, atol=1e-5)
         with pytest.raises(EngineError, match="outside the engine's profile"):
             engine.infer({"image": np.zeros((9, 3, 256, 192), np.float32)})
 

@@ -1,5 +1,5 @@
 """ONNX -> serialized TensorRT engine (needs TensorRT and a GPU; type-checked against the 8.5,
-10.3 and 10.16 API stubs, see :mod:`.trt_version` for the ``TRT10_API`` convention).
+10.3 and 10.16 API stubs, see :mod:`trt_pose_td.trt_api` for the ``TRT10_API`` convention).
 
 One call of :func:`build_plan` per engine: parse the ONNX (the parser's own messages on failure),
 add the optimisation profiles, configure precision / memory pool / tactic sources / timing cache
@@ -9,6 +9,7 @@ add the optimisation profiles, configure precision / memory pool / tactic source
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
@@ -17,11 +18,12 @@ import numpy as np
 
 from ..engine_meta import Profile
 from ..errors import ConfigError, EngineError
+from ..trt_api import init_plugins, trt_logger
 from .calibrator import (
     CalibrationCache,
     CalibrationFeed,
     CalibratorCore,
-    DeviceStaging,
+    device_staging,
     make_entropy_calibrator,
 )
 from .env import BuildEnv
@@ -32,8 +34,6 @@ if TYPE_CHECKING:  # the real API for mypy (against the stubs); never imported a
     import tensorrt as trt
 
 log = logging.getLogger(__name__)
-
-_LEVELS = (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
 
 
 @dataclass
@@ -61,25 +61,6 @@ class PlanRequest:
 def host_bytes(memory: Any) -> bytes:
     """Bytes of an ``IHostMemory`` (buffer protocol; the stubs do not declare it)."""
     return bytes(memory)
-
-
-def make_logger(verbose: int = 0) -> Any:
-    """A TensorRT logger that forwards to :mod:`logging` and keeps the error messages."""
-    import tensorrt as trt
-
-    class BuildLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: List[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            level = _LEVELS[min(int(severity), len(_LEVELS) - 1)]
-            if level >= logging.ERROR:
-                self.errors.append(" ".join(str(msg).split()))
-            if level > logging.DEBUG or verbose >= 2:
-                log.log(level, "TensorRT: %s", msg)
-
-    return BuildLogger()
 
 
 def create_network(builder: trt.Builder, env: BuildEnv, strongly_typed: bool
@@ -147,9 +128,10 @@ def set_calibrator(builder: trt.Builder, config: trt.IBuilderConfig, core: Calib
     return calibrator
 
 
-def calibrator_for(inputs: Dict[str, List[int]], request: PlanRequest, batch: int
-                   ) -> Tuple[CalibratorCore, DeviceStaging, Dict[str, List[int]]]:
-    """Feed, cache and device buffer of the implicit calibrator for a single-input network."""
+def calibrator_for(inputs: Dict[str, List[int]], request: PlanRequest, batch: int,
+                   stack: ExitStack) -> Tuple[CalibratorCore, Dict[str, List[int]]]:
+    """Feed, cache and device staging (closed with ``stack``) of the implicit calibrator for a
+    single-input network."""
     if request.calib_data is None:
         raise EngineError("the INT8 calibrator needs calibration data")
     if len(inputs) != 1:
@@ -158,16 +140,21 @@ def calibrator_for(inputs: Dict[str, List[int]], request: PlanRequest, batch: in
     shapes = calibration_shapes(inputs, batch, request.size)
     (name, shape), = shapes.items()
     feed = CalibrationFeed(request.calib_data, shape[0], name, shape)
-    staging = DeviceStaging(feed.batch_nbytes)
-    return CalibratorCore(feed, CalibrationCache(request.calib_cache), staging.upload), staging, \
-        shapes
+    upload = stack.enter_context(device_staging(feed.batch_nbytes))
+    return CalibratorCore(feed, CalibrationCache(request.calib_cache), upload), shapes
 
 
 def set_precision(config: trt.IBuilderConfig, opts: BuildOptions, env: BuildEnv) -> None:
-    """Builder flags of a weakly typed network (a strongly typed one takes the ONNX's types)."""
+    """Precision flags. fp32 clears TF32 (on by default: from Ampere on, float32 convolutions and
+    matrix products would round their inputs to 10-bit mantissas, so an "fp32" engine would not
+    be FP32). fp16 / int8 set FP16 (+ INT8) on a weakly typed network; a strongly typed one takes
+    the ONNX's types."""
     import tensorrt as trt
 
-    if opts.strongly_typed or not env.trt.weak_typing or opts.precision == "fp32":
+    if opts.precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)
+        return
+    if opts.strongly_typed or not env.trt.weak_typing:
         return
     config.set_flag(trt.BuilderFlag.FP16)  # int8 too: layers left unquantized run in FP16
     if opts.precision == "int8":
@@ -271,28 +258,26 @@ def build_plan(request: PlanRequest, opts: BuildOptions, env: BuildEnv) -> Built
     """Parse, configure and build one engine; :class:`EngineError` with TensorRT's errors."""
     import tensorrt as trt
 
-    logger = make_logger(opts.verbose)
-    trt.init_libnvinfer_plugins(logger, "")
+    logger = trt_logger(opts.verbose)
+    logger.errors.clear()
+    init_plugins()
     builder = trt.Builder(logger)
     network = create_network(builder, env, opts.strongly_typed)
     parser = parse_onnx(network, logger, request.onnx)  # owns the weights until the build
     inputs = network_inputs(network)
     profiles = engine_profiles(inputs, opts.batches(request.role), request.size)
     config = configure(builder, network, opts, env, request, profiles)
-    core, staging, calibrator = None, None, None
-    if opts.int8 == "calibrator":
-        core, staging, shapes = calibrator_for(inputs, request, opts.calib_batch)
-        calibrator = set_calibrator(builder, config, core, shapes)
-    try:
+    core, calibrator = None, None
+    with ExitStack() as stack:
+        if opts.int8 == "calibrator":
+            core, shapes = calibrator_for(inputs, request, opts.calib_batch, stack)
+            calibrator = set_calibrator(builder, config, core, shapes)
         plan = builder.build_serialized_network(network, config)
-    finally:
-        if staging is not None:
-            staging.close()
     del parser, calibrator  # TensorRT is done with the weights and the calibration data
     if core is not None and core.error is not None:
         raise core.error
     if plan is None:
         raise EngineError(f"TensorRT could not build {request.onnx.name}: "
-                          f"{'; '.join(logger.errors[-3:]) or 'see the log above (-v)'}")
+                          f"{'; '.join(list(logger.errors)[-3:]) or 'see the log above (-v)'}")
     save_timing_cache(config, request.timing_cache)
     return BuiltPlan(host_bytes(plan), inputs, profiles)

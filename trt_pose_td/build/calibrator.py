@@ -4,13 +4,14 @@ calibration tensors (:mod:`trt_pose_td.calibration`), with a calibration cache f
 The logic is pure and tested without a GPU: :class:`CalibrationFeed` (fixed-size batches for the
 calibration profile), :class:`CalibrationCache` (read / atomic write) and :class:`CalibratorCore`
 (what ``get_batch`` / ``read_calibration_cache`` / ``write_calibration_cache`` do). The TensorRT
-subclass (:func:`make_entropy_calibrator`) only delegates to the core; :class:`DeviceStaging` is
-the one device buffer batches are copied into (cuda-python).
+subclass (:func:`make_entropy_calibrator`) only delegates to the core; :func:`device_staging` is
+the one device buffer batches are copied into (:mod:`trt_pose_td.cuda.driver`).
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Sequence
 
@@ -129,37 +130,24 @@ class CalibratorCore:
         self.cache.write(data)
 
 
-class DeviceStaging:
-    """One device buffer of ``nbytes``; :meth:`upload` copies a host batch into it."""
+@contextmanager
+def device_staging(nbytes: int) -> Iterator[Callable[[np.ndarray], int]]:
+    """An upload function for :class:`CalibratorCore`: copies one host batch of exactly
+    ``nbytes`` into a device buffer on GPU 0 (:mod:`trt_pose_td.cuda.driver`, the primary context
+    TensorRT builds in) and returns its address; the buffer is freed on exit."""
+    from ..cuda.driver import Device, DeviceBuffer, Stream
 
-    def __init__(self, nbytes: int) -> None:
-        from .env import check_cuda, cuda_runtime
+    with Device(0), Stream() as stream, DeviceBuffer(nbytes) as buffer:
+        def upload(batch: np.ndarray) -> int:
+            batch = np.ascontiguousarray(batch, np.float32)
+            if batch.nbytes != buffer.nbytes:
+                raise CalibrationError(f"calibration batch of {batch.nbytes} bytes, buffer holds "
+                                       f"{buffer.nbytes}")
+            buffer.upload(batch, stream)
+            stream.synchronize()  # TensorRT reads it as soon as get_batch returns
+            return buffer.ptr
 
-        self._cudart, self._check = cuda_runtime(), check_cuda
-        self.nbytes = int(nbytes)
-        self.ptr = int(self._check(self._cudart, self._cudart.cudaMalloc(self.nbytes),
-                                   f"cudaMalloc({self.nbytes})"))
-
-    def upload(self, batch: np.ndarray) -> int:
-        batch = np.ascontiguousarray(batch, np.float32)
-        if batch.nbytes != self.nbytes:
-            raise CalibrationError(f"calibration batch of {batch.nbytes} bytes, buffer holds "
-                                   f"{self.nbytes}")
-        rt = self._cudart
-        self._check(rt, rt.cudaMemcpy(self.ptr, batch.ctypes.data, self.nbytes,
-                                      rt.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy")
-        return self.ptr
-
-    def close(self) -> None:
-        if self.ptr:
-            self._check(self._cudart, self._cudart.cudaFree(self.ptr), "cudaFree")
-            self.ptr = 0
-
-    def __enter__(self) -> DeviceStaging:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        yield upload
 
 
 def make_entropy_calibrator(core: CalibratorCore) -> Any:

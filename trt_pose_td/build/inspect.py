@@ -12,9 +12,13 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 from ..errors import EngineError
+
+if TYPE_CHECKING:
+    from ..engine_meta import EngineMetadata
+    from ..trt_api import TrtFeatures
 
 _TYPE_WORDS = {
     "FP32": "fp32", "Float": "fp32", "FP16": "fp16", "Half": "fp16", "BF16": "bf16",
@@ -90,17 +94,14 @@ def int8_collapse(layers: Sequence[LayerPrecisionInfo], precision: str) -> Optio
             "calibration or the Q/DQ placement did not take")
 
 
-def inspect_plan(plan: bytes, dla_core: Optional[int] = None,
-                 version_compatible: bool = False, api10: bool = True) -> str:
-    """The engine inspector's JSON for a serialized engine (deserializes it on this GPU)."""
+def inspect_plan(plan: bytes, meta: EngineMetadata, features: TrtFeatures) -> str:
+    """The engine inspector's JSON for a serialized engine (deserializes it on this GPU, with the
+    runtime its sidecar ``meta`` asks for: DLA core, version compatibility)."""
     import tensorrt as trt
 
-    runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
-    if dla_core is not None:
-        runtime.DLA_core = dla_core
-    TRT10_API = api10
-    if TRT10_API and version_compatible:
-        runtime.engine_host_code_allowed = True  # the plan embeds its lean runtime
+    from ..trt_api import make_runtime
+
+    runtime = make_runtime(meta, features)
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise EngineError("TensorRT could not deserialize the engine it just built")

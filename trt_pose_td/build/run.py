@@ -65,10 +65,8 @@ class Int8Inputs:
 def detect_build_env() -> BuildEnv:
     """TensorRT version and GPU of this machine (imports TensorRT and cuda-python)."""
     from .env import detect_env
-    from .trt_version import detect
 
-    _, features = detect()
-    return detect_env(features)
+    return detect_env()
 
 
 def check_onnx_precision(opts: BuildOptions, job: EngineJob) -> None:
@@ -140,10 +138,10 @@ def write_engine(path: Path, plan: bytes) -> None:
 def build_job(job: EngineJob, opts: BuildOptions, env: BuildEnv,
               calib: Optional[CalibrationSet], onnx_sha: str, progress: bool) -> BuildReport:
     """Build one engine and write it with its sidecar."""
+    from ..trt_api import import_tensorrt
     from .builder import PlanRequest, build_plan
     from .calibrator import calibration_cache_path
     from .inspect import inspect_plan
-    from .trt_version import import_tensorrt
 
     import_tensorrt()  # DependencyError naming where TensorRT comes from
     inputs = int8_inputs(job, opts, calib, onnx_sha, progress)
@@ -160,8 +158,7 @@ def build_job(job: EngineJob, opts: BuildOptions, env: BuildEnv,
     write_metadata(meta, job.engine)
     report = BuildReport(job, seconds=seconds, meta=meta)
     if opts.verbose or opts.precision == "int8":
-        report.layers = layer_precisions(inspect_plan(built.plan, opts.dla_core,
-                                                      opts.version_compatible, env.trt.api10))
+        report.layers = layer_precisions(inspect_plan(built.plan, meta, env.trt))
         collapse = int8_collapse(report.layers, opts.precision)
         if collapse:
             log.warning("%s: %s", job.engine.name, collapse)

@@ -4,8 +4,8 @@
   ``integrated``), :class:`~.driver.Stream`, :class:`~.driver.Event`, device / pinned / mapped
   (zero-copy) buffers — every resource closeable, every transfer on an explicit stream.
 - :mod:`.nvrtc`: NVRTC compile of ``kernels/*.cu`` with an on-disk cubin/PTX cache.
-- :mod:`.kernels`: host-side launch wrappers (argument checks, explicit stream) and
-  :class:`~.kernels.CudaPreprocessor`.
+- :mod:`.launchers`: host-side launch wrappers of the ``kernels/*.cu`` sources (argument checks,
+  explicit stream) and :class:`~.launchers.CudaPreprocessor`.
 - :mod:`.twins`: numpy twins of the kernels' exact arithmetic (pure numpy; the reference of the GPU
   tests and a CPU :class:`~trt_pose_td.preprocess.Preprocessor`).
 

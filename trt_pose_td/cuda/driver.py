@@ -299,6 +299,12 @@ class DeviceBuffer:
             ptr, self._ptr = self._ptr, None
             check(*self._drv.cuMemFree(ptr))
 
+    def __enter__(self) -> DeviceBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class PinnedBuffer:
     """``nbytes`` of page-locked host memory: fast, truly asynchronous copies; :meth:`array` views.

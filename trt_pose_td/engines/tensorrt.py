@@ -1,13 +1,18 @@
-"""TensorRT engine: deserialized once, named tensors, buffers for the profile maximum.
+"""TensorRT engine: deserialized once, named tensors, device buffers for the largest profile.
 
 Only the named-tensor API is used (``num_io_tensors``, ``get_tensor_name``, ``set_input_shape``,
 ``set_tensor_address``, ``execute_async_v3``, ``get_tensor_profile_shape``): it exists from
 TensorRT 8.5 (JetPack 5) to 10.x. Before deserializing, the provenance sidecar
-(:mod:`trt_pose_td.engine_meta`) must say the engine was built for this TensorRT and GPU.
+(:mod:`trt_pose_td.engine_meta`) must say the engine was built for this TensorRT and GPU; the
+sidecar also sets the runtime's DLA core and, for version-compatible engines, allows the lean
+runtime they embed. Each run selects the tightest optimisation profile covering its shapes
+(:mod:`.trt_profiles`).
 
 :meth:`TrtEngine.infer` is the host-numpy :class:`~.base.Engine` seam (same conformance suite as
 :class:`~.onnxruntime.OrtEngine`); :meth:`TrtEngine.infer_device` runs on device pointers with the
-caller's stream, which is how the GPU pipeline keeps crops and heatmaps on the GPU. Outputs whose
+caller's stream, which is how the GPU pipeline keeps crops and heatmaps on the GPU (pinned host
+buffers exist only for what the host paths copy: :meth:`TrtEngine.infer` and
+:meth:`TrtEngine.fetch_outputs` allocate them on first use). Outputs whose
 size depends on the data (ONNX ``NonMaxSuppression``) get memory through an ``IOutputAllocator``.
 CUDA-graph replay is not implemented: its gain has not been measured on a device yet.
 """
@@ -16,67 +21,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import DependencyError, EngineError
+from ..errors import EngineError
 from ..models import ModelSpec
+from ..trt_api import TrtFeatures, detect, make_runtime
 from .base import Engine, TensorSpec, check_contract
+from .trt_profiles import ProfileSet, Range, Shape, as_shape, size_mismatch, volume
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
 log = logging.getLogger(__name__)
-
-Shape = Tuple[int, ...]
-_LOGGER: Any = None
-
-
-def import_tensorrt() -> Any:
-    """The ``tensorrt`` module, or :class:`DependencyError` saying where TensorRT comes from."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise DependencyError(
-            f"TensorRT is not installed ({exc}): it comes with JetPack on Jetson, in NVIDIA's "
-            "TensorRT containers, or from `pip install tensorrt` (NVIDIA's index) on x86"
-        ) from exc
-    return trt
-
-
-def _shape(dims: Any) -> Shape:
-    """A TensorRT ``Dims`` (or any sequence) -> tuple of ints."""
-    return tuple(int(dims[i]) for i in range(len(dims)))
-
-
-def _volume(shape: Sequence[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
-
-
-def trt_logger() -> trt.ILogger:
-    """One process-wide ``trt.ILogger`` that forwards TensorRT's messages to :mod:`logging`."""
-    import tensorrt as trt
-
-    global _LOGGER
-    if _LOGGER is None:
-        sev = trt.ILogger.Severity
-        levels = {sev.INTERNAL_ERROR: logging.ERROR, sev.ERROR: logging.ERROR,
-                  sev.WARNING: logging.WARNING, sev.INFO: logging.DEBUG,
-                  sev.VERBOSE: logging.DEBUG}
-
-        class _Logger(trt.ILogger):
-            def __init__(self) -> None:
-                trt.ILogger.__init__(self)
-
-            def log(self, severity: Any, msg: str) -> None:
-                try:
-                    log.log(levels.get(severity, logging.INFO), "TensorRT: %s", msg)
-                except Exception:
-                    pass
-
-        _LOGGER = _Logger()
-    return _LOGGER
 
 
 def _output_allocator() -> Any:
@@ -110,7 +68,7 @@ def _output_allocator() -> Any:
             return self.reallocate_output(tensor_name, memory, size, alignment)
 
         def notify_shape(self, tensor_name: str, shape: Any) -> None:
-            self.shapes[tensor_name] = _shape(shape)
+            self.shapes[tensor_name] = as_shape(shape)
 
         def close(self) -> None:
             for buf in self.buffers.values():
@@ -125,8 +83,8 @@ class TrtEngine(Engine):
 
     device: the :class:`~trt_pose_td.cuda.driver.Device` to run on (default: device 0, owned);
     onnx_sha256: refuse an engine built from another ONNX file; spec: also check the registry
-    contract (:func:`~.base.check_contract`). Optimisation profile 0 is used; its maximum sizes
-    every buffer, allocated once.
+    contract (:func:`~.base.check_contract`) and that a profile takes the spec's input size
+    (:meth:`check_input_size`). Device buffers are sized once for the largest profile.
     """
 
     def __init__(self, path: Union[str, Path], device: Any = None,
@@ -138,10 +96,11 @@ class TrtEngine(Engine):
         self._allocator: Any = None
         self._dds: List[str] = []
         self._stream: Any = None
+        self._active = 0  # a new context runs profile 0
         self._context: Optional[trt.IExecutionContext] = None
         self._engine: Optional[trt.ICudaEngine] = None
         self._runtime: Optional[trt.Runtime] = None
-        import_tensorrt()
+        _, features = detect()  # DependencyError naming where TensorRT comes from
         from ..cuda.driver import Device
 
         if not Path(path).is_file():
@@ -149,33 +108,36 @@ class TrtEngine(Engine):
         self._own_device = device is None
         self._device = Device(0) if device is None else device
         try:
-            self._open(Path(path), onnx_sha256)
+            self._open(Path(path), onnx_sha256, features)
             if spec is not None:
                 check_contract(self, spec)
+                self.check_input_size(spec)
         except BaseException:
             self.close()
             raise
 
     # ---------------------------------------------------------------------------------------
-    def _open(self, path: Path, onnx_sha256: Optional[str]) -> None:
-        import tensorrt as trt
-
+    def _open(self, path: Path, onnx_sha256: Optional[str], features: TrtFeatures) -> None:
         from ..cuda.driver import Stream
         from ..engine_meta import check_runnable
 
         info = self._device.info
-        self.metadata = check_runnable(path, trt.__version__, info.compute_capability, info.name,
-                                       onnx_sha256=onnx_sha256)
+        self.metadata = check_runnable(path, str(features.version), info.compute_capability,
+                                       info.name, onnx_sha256=onnx_sha256)
         self._device.make_current()
-        self._runtime = trt.Runtime(trt_logger())
+        try:
+            self._runtime = make_runtime(self.metadata, features)
+        except EngineError as exc:
+            raise EngineError(f"{path}: {exc}") from None
         try:
             self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         except (RuntimeError, TypeError, ValueError) as exc:
             log.debug("deserialize_cuda_engine raised %r", exc)
             self._engine = None
         if self._engine is None:
-            raise EngineError(f"{path}: TensorRT {trt.__version__} cannot deserialize it (corrupt, "
-                              f"or not a TensorRT engine); rebuild: {self.metadata.build_command}")
+            raise EngineError(f"{path}: TensorRT {features.version} cannot deserialize it "
+                              "(corrupt, or not a TensorRT engine); rebuild: "
+                              f"{self.metadata.build_command}")
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise EngineError(f"{path}: cannot create an execution context (out of GPU memory?)")
@@ -189,7 +151,6 @@ class TrtEngine(Engine):
         engine = self._eng
         self._inputs: Dict[str, TensorSpec] = {}
         self._outputs: Dict[str, TensorSpec] = {}
-        self._profile: Dict[str, Tuple[Shape, Shape]] = {}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             if engine.is_shape_inference_io(name):
@@ -199,52 +160,69 @@ class TrtEngine(Engine):
             except TypeError as exc:
                 raise EngineError(f"{self.source}: tensor {name!r} has a type numpy cannot hold "
                                   f"({exc}); rebuild with float32/float16 I/O") from None
-            spec = TensorSpec(name, _shape(engine.get_tensor_shape(name)), dtype)
+            spec = TensorSpec(name, as_shape(engine.get_tensor_shape(name)), dtype)
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 self._inputs[name] = spec
-                if all(d >= 0 for d in spec.shape):  # static: the profile is the shape
-                    self._profile[name] = (spec.shape, spec.shape)
-                else:
-                    lo, _, hi = engine.get_tensor_profile_shape(name, 0)
-                    self._profile[name] = (_shape(lo), _shape(hi))
             else:
                 self._outputs[name] = spec
+        profiles = []
+        for index in range(max(int(engine.num_optimization_profiles), 1)):
+            ranges: Dict[str, Range] = {}
+            for name, spec in self._inputs.items():
+                if all(d >= 0 for d in spec.shape):  # static: the profile is the shape
+                    ranges[name] = (spec.shape, spec.shape)
+                else:
+                    lo, _, hi = engine.get_tensor_profile_shape(name, index)
+                    ranges[name] = (as_shape(lo), as_shape(hi))
+            profiles.append(ranges)
+        self._profiles = ProfileSet(self.source, tuple(profiles))
 
     def _allocate(self) -> None:
-        """Device + pinned host buffers at the profile maximum of every tensor."""
-        from ..cuda.driver import DeviceBuffer, PinnedBuffer
+        """Device buffers for every tensor at its largest size over all profiles (no host
+        buffers: the host paths allocate theirs on first use)."""
+        from ..cuda.driver import DeviceBuffer
 
-        for name, (_, hi) in self._profile.items():
-            self._set_shape(name, hi)
-        self._dds = []
-        for name, spec in {**self._inputs, **self._outputs}.items():
-            shape = self._profile[name][1] if name in self._inputs else \
-                _shape(self._ctx.get_tensor_shape(name))
-            if any(d < 0 for d in shape):
-                self._dds.append(name)  # size known only after execution
-                continue
-            nbytes = max(_volume(shape) * spec.dtype.itemsize, 1)
-            self._buffers[name] = DeviceBuffer(nbytes)
-            self._hosts[name] = PinnedBuffer(nbytes)
+        sizes: Dict[str, int] = {}
+        dds = set()
+        for index, profile in enumerate(self._profiles.profiles):
+            self._use_profile(index, self._stream)
+            for name, (_, hi) in profile.items():
+                self._set_shape(name, hi)
+            for name, spec in {**self._inputs, **self._outputs}.items():
+                shape = profile[name][1] if name in self._inputs else \
+                    as_shape(self._ctx.get_tensor_shape(name))
+                if any(d < 0 for d in shape):
+                    dds.add(name)  # size known only after execution
+                    continue
+                sizes[name] = max(sizes.get(name, 1), volume(shape) * spec.dtype.itemsize)
+        self._use_profile(0, self._stream)
+        self._stream.synchronize()  # profile switches are stream-ordered; runs use other streams
+        self._dds = [n for n in self._outputs if n in dds]
+        for name, nbytes in sizes.items():
+            if name not in dds:
+                self._buffers[name] = DeviceBuffer(nbytes)
         if self._dds:
             self._allocator = _output_allocator()
             for name in self._dds:
                 if not self._ctx.set_output_allocator(name, self._allocator):
                     raise EngineError(f"{self.source}: cannot set an output allocator for {name}")
-        log.info("%s: %s -> %s, profile max %s", self.source, list(self._inputs),
-                 list(self._outputs), {n: hi for n, (_, hi) in self._profile.items()})
+        log.info("%s: %s -> %s, profiles %s", self.source, list(self._inputs),
+                 list(self._outputs), self._profiles.describe())
+
+    def _use_profile(self, index: int, stream: Any) -> None:
+        """Switch the context to optimisation profile ``index`` (in ``stream`` order)."""
+        if index == self._active:
+            return
+        if not self._ctx.set_optimization_profile_async(index, stream.handle):
+            raise EngineError(f"{self.source}: TensorRT refused optimisation profile {index}")
+        self._active = index
 
     def _set_shape(self, name: str, shape: Sequence[int]) -> None:
         import tensorrt as trt
 
-        lo, hi = self._profile[name]
-        shape = tuple(int(d) for d in shape)
-        if len(shape) != len(hi) or any(d < a or d > b for d, a, b in zip(shape, lo, hi)):
-            raise EngineError(f"{self.source}: input {name} shape {list(shape)} is outside the "
-                              f"engine's profile {list(lo)}..{list(hi)}; rebuild with a larger "
-                              "profile or lower --max-batch")
-        if not self._ctx.set_input_shape(name, trt.Dims(list(shape))):
-            raise EngineError(f"{self.source}: TensorRT refused shape {list(shape)} for {name}")
+        if not self._ctx.set_input_shape(name, trt.Dims([int(d) for d in shape])):
+            raise EngineError(f"{self.source}: TensorRT refused shape {list(shape)} for {name} "
+                              f"in profile {self._active}")
 
     @property
     def _eng(self) -> trt.ICudaEngine:
@@ -272,14 +250,36 @@ class TrtEngine(Engine):
         return self._outputs
 
     @property
-    def max_batch(self) -> int:
-        """The profile's maximum batch of the first input."""
-        first = next(iter(self._inputs))
-        return int(self._profile[first][1][0])
+    def profiles(self) -> ProfileSet:
+        """Every optimisation profile of the engine."""
+        return self._profiles
 
-    def profile(self, name: str) -> Tuple[Shape, Shape]:
-        """(min, max) shapes of input ``name`` in optimisation profile 0."""
-        return self._profile[name]
+    @property
+    def active_profile(self) -> int:
+        """The optimisation profile the last run used."""
+        return self._active
+
+    @property
+    def max_batch(self) -> int:
+        """The largest batch of the first input any profile takes."""
+        return self._profiles.max_batch
+
+    def profile(self, name: str) -> Range:
+        """(min, max) shapes of input ``name`` over all optimisation profiles."""
+        return self._profiles.bounds(name)
+
+    def check_input_size(self, spec: ModelSpec) -> None:
+        """:class:`EngineError` (one line, with the command that rebuilds the engine for it)
+        unless some profile takes ``spec``'s input at its configured (W, H)."""
+        problem = size_mismatch(self._profiles, spec.input_name, spec.preprocess.input_size,
+                                spec.name, self.metadata.role, self.metadata.build_command)
+        if problem:
+            raise EngineError(problem)
+
+    @property
+    def pinned_bytes(self) -> int:
+        """Page-locked host memory this engine holds (only what the host paths used)."""
+        return sum(int(buf.nbytes) for buf in self._hosts.values())
 
     def device_ptr(self, name: str) -> int:
         """Current device address of tensor ``name`` (outputs sized by data: after a run)."""
@@ -300,15 +300,17 @@ class TrtEngine(Engine):
                      addresses: Optional[Mapping[str, int]] = None) -> Dict[str, Shape]:
         """Enqueue one run on ``stream`` (a :class:`~trt_pose_td.cuda.driver.Stream`).
 
-        shapes: every input's shape (within the profile); addresses: device pointers to use
-        instead of the engine's own buffers (e.g. a slice of a crop batch). Inputs must be in
-        place in stream order. Returns every output's shape.
+        shapes: every input's shape (some profile must cover them all; the tightest is used);
+        addresses: device pointers to use instead of the engine's own buffers (e.g. a slice of a
+        crop batch). Inputs must be in place in stream order. Returns every output's shape.
         """
         self._live()
         if set(shapes) != set(self._inputs):
             raise EngineError(f"{self.source}: shapes for inputs {sorted(self._inputs)} "
                               f"expected, got {sorted(shapes)}")
+        index = self._profiles.select(shapes)
         self._device.make_current()
+        self._use_profile(index, stream)
         for name, shape in shapes.items():
             self._set_shape(name, shape)
         addresses = addresses or {}
@@ -324,24 +326,28 @@ class TrtEngine(Engine):
     def output_shape(self, name: str) -> Shape:
         if name in self._dds:
             return self._allocator.shapes.get(name, ())
-        return _shape(self._ctx.get_tensor_shape(name))
+        return as_shape(self._ctx.get_tensor_shape(name))
+
+    def _host(self, name: str, nbytes: int) -> Any:
+        """The pinned host buffer of tensor ``name``, allocated or grown to ``nbytes``."""
+        from ..cuda.driver import PinnedBuffer
+
+        host = self._hosts.get(name)
+        if host is None or host.nbytes < nbytes:
+            if host is not None:
+                host.close()
+            host = self._hosts[name] = PinnedBuffer(max(nbytes, 256))
+        return host
 
     def fetch_outputs(self, stream: Any, shapes: Mapping[str, Sequence[int]]
                       ) -> Dict[str, np.ndarray]:
         """Enqueue device -> pinned host copies of the outputs ``shapes`` names; the returned
         views are valid once ``stream`` has synchronized (and until the next fetch)."""
-        from ..cuda.driver import PinnedBuffer
-
         views = {}
         for name, shape in shapes.items():
             dtype = self._outputs[name].dtype
-            nbytes = _volume(shape) * dtype.itemsize
-            host = self._hosts.get(name)
-            if host is None or host.nbytes < nbytes:  # outputs sized by data only
-                if host is not None:
-                    host.close()
-                host = self._hosts[name] = PinnedBuffer(max(nbytes, 256))
-            view = host.array(dtype, tuple(shape))
+            nbytes = volume(shape) * dtype.itemsize
+            view = self._host(name, nbytes).array(dtype, tuple(shape))
             if nbytes:
                 _download(view, self.device_ptr(name), stream)
             views[name] = view
@@ -351,25 +357,18 @@ class TrtEngine(Engine):
         """Host numpy in, host numpy out (copies through pinned buffers, one private stream)."""
         self._live()
         self.check_feeds(feeds)
+        arrays = {name: np.ascontiguousarray(value) for name, value in feeds.items()}
+        shapes = {name: arr.shape for name, arr in arrays.items()}
+        self._profiles.select(shapes)  # refuse before staging anything
         self._device.make_current()
-        shapes = {}
-        for name, value in feeds.items():
-            arr = np.ascontiguousarray(value)
-            self._check_batch(name, arr.shape)
-            host = self._hosts[name].array(arr.dtype, arr.shape)
+        for name, arr in arrays.items():
+            host = self._host(name, arr.nbytes).array(arr.dtype, arr.shape)
             host[...] = arr
             self._buffers[name].upload(host, self._stream)
-            shapes[name] = arr.shape
         out_shapes = self.infer_device(shapes, self._stream)
         views = self.fetch_outputs(self._stream, out_shapes)
         self._stream.synchronize()
         return {name: view.copy() for name, view in views.items()}
-
-    def _check_batch(self, name: str, shape: Sequence[int]) -> None:
-        lo, hi = self._profile[name]
-        if any(d < a or d > b for d, a, b in zip(shape, lo, hi)):
-            raise EngineError(f"{self.source}: input {name} shape {list(shape)} is outside the "
-                              f"engine's profile {list(lo)}..{list(hi)}")
 
     def close(self) -> None:
         if self._closed:
