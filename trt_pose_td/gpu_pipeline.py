@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple, cast
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy as np
 from . import geometry
 from .decode import KEYPOINT_DECODERS
 from .errors import ConfigError, EngineError, TrtPoseError
+from .gpu_slots import FrameSlot, PoseJob
 from .io.inputs import ImageLike, as_frame, as_frames
 from .plan import Plan
 from .stages import Detector, PoseEstimator
@@ -32,42 +32,6 @@ if TYPE_CHECKING:
     from .engines.tensorrt import TrtEngine
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------------
-@dataclass
-class _Slot:
-    """One frame in flight: host staging (pinned or mapped), its device copy, detector events."""
-
-    host: Any = None
-    device: Any = None
-    nbytes: int = 0
-    det_params: Any = None      # (pinned, device) 6 floats of the letterbox map
-    events: List[Any] = field(default_factory=list)
-    frame: Optional[Frame] = None
-    affine: Any = None
-    outputs: Any = None
-    times: StageTimes = field(default_factory=StageTimes)
-    t0: float = 0.0
-
-    @property
-    def current(self) -> Frame:
-        """The frame this slot holds (set when its detection is submitted)."""
-        if self.frame is None:
-            raise EngineError("GPU pipeline slot has no frame")
-        return self.frame
-
-    @property
-    def frame_ptr(self) -> int:
-        return int(self.device.ptr if self.device is not None else self.host.device_ptr)
-
-
-@dataclass
-class _PoseJob:
-    slot: _Slot
-    detections: Detections
-    affines: np.ndarray
-    chunks: int
 
 
 class GpuPipeline:
@@ -148,10 +112,10 @@ class GpuPipeline:
 
         return Event()
 
-    def _new_slot(self) -> _Slot:
+    def _new_slot(self) -> FrameSlot:
         from .cuda.driver import DeviceBuffer, PinnedBuffer
 
-        return _Slot(det_params=(PinnedBuffer(24), DeviceBuffer(24)),
+        return FrameSlot(det_params=(PinnedBuffer(24), DeviceBuffer(24)),
                      events=[self._event() for _ in range(5)])
 
     # ----------------------------------------------------------------------------------------
@@ -190,7 +154,7 @@ class GpuPipeline:
             raise
 
     # ----------------------------------------------------------------------------------------
-    def _stage_frame(self, slot: _Slot, frame: Frame) -> None:
+    def _stage_frame(self, slot: FrameSlot, frame: Frame) -> None:
         """Copy the frame into the slot's host staging (growing it) and, unless zero-copy,
         enqueue the upload on the detector stream."""
         from .cuda.driver import DeviceBuffer, MappedBuffer, PinnedBuffer
@@ -208,7 +172,7 @@ class GpuPipeline:
         if slot.device is not None:
             slot.device.upload(view, self.det_stream)
 
-    def _submit_detect(self, slot: _Slot, frame: Frame) -> None:
+    def _submit_detect(self, slot: FrameSlot, frame: Frame) -> None:
         slot.frame, slot.times, slot.t0 = frame, StageTimes(), time.perf_counter()
         ev, s = slot.events, self.det_stream
         spec = self.detector.spec
@@ -235,7 +199,7 @@ class GpuPipeline:
         slot.outputs = self._det.fetch_outputs(s, shapes)
         ev[4].record(s)
 
-    def _submit_upload(self, slot: _Slot, frame: Frame) -> None:
+    def _submit_upload(self, slot: FrameSlot, frame: Frame) -> None:
         """Only the frame upload (given boxes: the detector is not enqueued)."""
         slot.frame, slot.times, slot.t0 = frame, StageTimes(), time.perf_counter()
         ev = slot.events
@@ -243,7 +207,7 @@ class GpuPipeline:
         self._stage_frame(slot, frame)
         ev[1].record(self.det_stream)
 
-    def _finish_detect(self, slot: _Slot) -> Detections:
+    def _finish_detect(self, slot: FrameSlot) -> Detections:
         ev, t = slot.events, slot.times
         ev[4].synchronize()
         t0 = time.perf_counter()
@@ -254,7 +218,7 @@ class GpuPipeline:
         t["det_post"] = ev[4].elapsed_ms(ev[3]) + (time.perf_counter() - t0) * 1e3
         return dets
 
-    def _submit_pose(self, slot: _Slot, detections: Detections) -> _PoseJob:
+    def _submit_pose(self, slot: FrameSlot, detections: Detections) -> PoseJob:
         from .cuda.twins import warp_params
 
         n = len(detections)
@@ -286,7 +250,7 @@ class GpuPipeline:
         for start in range(0, n, self.pose.max_batch):
             self._run_chunk(chunks, start, min(n, start + self.pose.max_batch))
             chunks += 1
-        return _PoseJob(slot, detections, affines, chunks)
+        return PoseJob(slot, detections, affines, chunks)
 
     def _run_chunk(self, index: int, start: int, stop: int) -> None:
         """Keypoint engine + decode kernel for crops [start, stop) on the keypoint stream."""
@@ -308,7 +272,7 @@ class GpuPipeline:
             spec.decoder_options, out)
         self._chunk_events[index][1].record(s)
 
-    def _finish_pose(self, job: _PoseJob) -> Poses:
+    def _finish_pose(self, job: PoseJob) -> Poses:
         n, k, t = len(job.detections), self._keypoints, job.slot.times
         host = self._results[0].array(np.float32, (n, k, 3))
         pe, ce = self._pose_events, self._chunk_events
@@ -354,7 +318,7 @@ class GpuPipeline:
         if self._closed:
             raise EngineError("GPU pipeline is closed")
         self.device.make_current()
-        pending: Optional[Tuple[_Slot, Optional[_PoseJob]]] = None
+        pending: Optional[Tuple[FrameSlot, Optional[PoseJob]]] = None
         source = iter(as_frames(frames))
         error: Optional[Exception] = None
         i = 0
@@ -379,13 +343,16 @@ class GpuPipeline:
         if error is not None:
             raise error
 
-    def _complete(self, slot: _Slot, job: Optional[_PoseJob]) -> FrameResult:
+    def _complete(self, slot: FrameSlot, job: Optional[PoseJob]) -> FrameResult:
         poses = self._finish_pose(job) if job is not None else Poses.empty()
         slot.times["total"] = (time.perf_counter() - slot.t0) * 1e3
         return FrameResult(slot.current, poses, slot.times)
 
     def __enter__(self) -> GpuPipeline:
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if getattr(self, "_closed", True):
