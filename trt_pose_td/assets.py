@@ -165,8 +165,9 @@ def fetch(asset: Asset, progress: bool = True, cache: Optional[Path] = None) -> 
     dest = cache / asset.file
     if _verified(dest, asset.sha256):
         return dest
+    # a cached copy that fails its sha256 (corrupt, truncated, replaced) is never used
+    tried = [f"the cached copy {dest} (it failed its sha256 check)"] if dest.is_file() else []
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tried: List[str] = []
     for source in _candidates(asset):
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
         os.close(fd)

@@ -56,6 +56,8 @@ class EvalOptions:
         if self.instance_score not in INSTANCE_SCORES:
             raise ConfigError(f"instance score must be one of {INSTANCE_SCORES}, not "
                               f"{self.instance_score!r}")
+        if not 0.0 <= self.visible_threshold <= 1.0:
+            raise ConfigError(f"visible threshold must be in [0, 1], not {self.visible_threshold}")
         if not 0.0 <= self.oks_nms <= 1.0:
             raise ConfigError(f"OKS-NMS threshold must be in [0, 1], not {self.oks_nms}")
         if self.max_images < 0:

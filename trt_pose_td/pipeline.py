@@ -14,8 +14,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from . import decode, geometry
+from .config_checks import PREPROCESSORS, check_pipeline_config, expected_models
 from .decode import DetectorParams
 from .engines import Engine, check_contract, load_engine
+from .engines.base import check_pair
 from .errors import ConfigError
 from .models import (
     DEFAULT_DETECTOR,
@@ -242,6 +244,9 @@ class PipelineConfig:
     precision: Optional[str] = None
     int8_mode: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        check_pipeline_config(self)  # ConfigError naming the field and its flag
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -300,10 +305,6 @@ def resolve_specs(cfg: PipelineConfig) -> Tuple[ModelSpec, ModelSpec, DetectorPa
                                                cfg.max_persons)
 
 
-#: CPU warp implementations (``PipelineConfig.preprocessor``).
-PREPROCESSORS = ("cv2", "twin")
-
-
 def make_preprocessor(name: str) -> Preprocessor:
     """``cv2``: :class:`CpuPreprocessor`; ``twin``: the numpy twin of the GPU crop kernel."""
     if name == "cv2":
@@ -347,6 +348,7 @@ class TopDownPipeline:
             det_engine.close()
             raise
         try:
+            check_pair(det_engine, det_spec, pose_engine, pose_spec, expected_models(cfg))
             return cls(Detector(det_engine, det_spec, params, pre),
                        PoseEstimator(pose_engine, pose_spec, cfg.pose_max_batch, cfg.refine, pre,
                                      flip=cfg.flip, recrop=cfg.recrop))

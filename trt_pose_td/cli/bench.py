@@ -10,7 +10,14 @@ from .. import bench
 from ..errors import ConfigError
 from ..io.sources import expand_images
 from ..pipeline import PipelineConfig, TopDownPipeline
-from .common import add_pipeline_args, config_from_args, format_table, parse_int_list
+from .common import (
+    add_pipeline_args,
+    config_from_args,
+    format_table,
+    nonneg_int,
+    parse_int_list,
+    positive_int,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", default=None, metavar="DIR|GLOB",
                    help="frames to use (default: the mot17 sample group)")
-    p.add_argument("--max-frames", type=int, default=0, help="use at most N frames (0 = all)")
-    p.add_argument("--repeat", type=int, default=2, help="passes over the frames (default: 2)")
+    p.add_argument("--max-frames", type=nonneg_int, default=0,
+                   help="use at most N frames (0 = all)")
+    p.add_argument("--repeat", type=positive_int, default=2,
+                   help="passes over the frames (default: 2)")
     p.add_argument("--persons", type=parse_int_list, default=[1, 5, 10, 20, 40],
                    metavar="N,N,...", help="crowd sizes for the keypoint-stage sweep "
                                            "(default: 1,5,10,20,40)")

@@ -11,7 +11,7 @@ from ..build.options import NO_CUBLAS_CUDNN, BatchRange, BuildOptions, LayerPrec
 from ..engine_meta import INT8_MODES, PRECISIONS
 from ..errors import ConfigError
 from ..models import REGISTRY
-from . import run_command, setup_logging
+from . import OneLineParser, exit_status, run_command, setup_logging
 from .common import format_table, parse_size
 
 DESCRIPTION = """\
@@ -191,8 +191,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None, prog: str = "build_engines.py") -> int:
     """``python build_engines.py ...``: the same options as ``trt-pose-td build``."""
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=prog, description=DESCRIPTION,
+                           epilog=f"{EPILOG}\n\n{exit_status('build')}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging(0)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..decode import REFINEMENTS
 from ..engine_meta import INT8_MODES, PRECISIONS
 from ..engines import BACKENDS
-from ..errors import ConfigError
 from ..models import DEFAULT_DETECTOR, DEFAULT_POSE, REGISTRY
 from ..pipeline import PREPROCESSORS, PipelineConfig
 
@@ -24,6 +24,44 @@ def parse_size(text: str) -> Tuple[int, int]:
     if len(parts) != 2 or min(parts) <= 0:
         raise argparse.ArgumentTypeError(f"size must be N or WxH, not {text!r}")
     return parts[0], parts[1]
+
+
+def _number(text: str, kind: type) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, not {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """A score threshold: a number in [0, 1]."""
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {text}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """A count where 0 means none / all: an integer >= 0."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    return float(_number(text, float))
 
 
 def parse_int_list(text: str) -> List[int]:
@@ -95,10 +133,7 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    if args.max_batch < 1:
-        raise ConfigError(f"--max-batch must be >= 1, not {args.max_batch}")
-    if not 0.0 <= args.score_threshold <= 1.0:
-        raise ConfigError(f"--score-threshold must be in [0, 1], not {args.score_threshold}")
+    """The :class:`PipelineConfig` of parsed flags (its checks raise :class:`ConfigError`)."""
     return PipelineConfig(
         detector=args.detector, pose=args.pose, detector_like=args.detector_like,
         pose_like=args.pose_like, detector_input=args.det_size,

@@ -9,7 +9,7 @@ from typing import Optional
 from ..assets import path_or_mirror
 from ..errors import ConfigError
 from ..quantize import METHODS, OP_SETS
-from .common import format_table, parse_size
+from .common import format_table, nonneg_int, parse_size
 
 CALIB_IMAGES = "coco/calib_train2017"
 CALIB_ANNOTATIONS = "coco/calib_train2017/person_keypoints_train2017_calib_subset.json"
@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="per-tensor instead of per-channel weight scales")
     p.add_argument("-o", "--output", metavar="PATH", default=None,
                    help="output file (one model only; default: the cache path above)")
-    p.add_argument("--sensitivity", type=int, default=0, metavar="N",
+    p.add_argument("--sensitivity", type=nonneg_int, default=0, metavar="N",
                    help="after quantizing, rank the Convs by the output error each causes "
                         "alone in int8, on N calibration tensors, and write the ranking to "
                         "<output>.sensitivity.json (how the default --keep-float was chosen; "
