@@ -2,7 +2,8 @@
 
 :class:`~trt_pose_td.pipeline.PipelineConfig` runs :func:`check_pipeline_config` in its
 ``__post_init__``, so the CLI, the service's TOML and the Python API all get the same checks. A
-message names the field and its flag: ``box_padding (--box-padding) must be > 0, not 0.0``.
+message names the flag (the TOML key is the same without dashes):
+``--box-padding must be in (0, 10], not 0.0``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,15 @@ PREPROCESSORS = ("cv2", "twin")
 FLAGS = {"detector_input": "--det-size", "pose_max_batch": "--max-batch"}
 
 
-def _label(field: str) -> str:
-    return f"{field} ({FLAGS.get(field, '--' + field.replace('_', '-'))})"
+def _flag(field: str) -> str:
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def _fail(field: str, what: str) -> ConfigError:
+    """``--max-batch must be >= 1, not 0 (pose_max_batch)``: the flag (= the TOML key without
+    dashes), and the dataclass field where its name differs."""
+    extra = f" ({field})" if field in FLAGS else ""
+    return ConfigError(f"{_flag(field)} must be {what}{extra}")
 
 
 def check_number(field: str, value: Any, low: Optional[float] = None,
@@ -34,8 +42,7 @@ def check_number(field: str, value: Any, low: Optional[float] = None,
     when ``low_open``); else :class:`ConfigError` naming ``field`` and its flag."""
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
-        raise ConfigError(f"{_label(field)} must be {'an integer' if integer else 'a number'}, "
-                          f"not {value!r}")
+        raise _fail(field, f"{'an integer' if integer else 'a number'}, not {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and value > high
     if too_low or too_high:
@@ -45,15 +52,14 @@ def check_number(field: str, value: Any, low: Optional[float] = None,
             span = f"{'>' if low_open else '>='} {low:g}"
         else:
             span = f"<= {high:g}"
-        raise ConfigError(f"{_label(field)} must be {span}, not {value!r}")
+        raise _fail(field, f"{span}, not {value!r}")
 
 
 def check_choice(field: str, value: Any, choices: Sequence[Any], optional: bool = False) -> None:
     if optional and value is None:
         return
     if value not in choices:
-        raise ConfigError(f"{_label(field)} must be one of {', '.join(map(str, choices))}, "
-                          f"not {value!r}")
+        raise _fail(field, f"one of {', '.join(map(str, choices))}, not {value!r}")
 
 
 def check_pipeline_config(cfg: Any) -> None:
@@ -61,8 +67,7 @@ def check_pipeline_config(cfg: Any) -> None:
     for name in ("detector", "pose", "detector_like", "pose_like"):
         value = getattr(cfg, name)
         if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{_label(name)} must name a model or an .onnx file, not "
-                              f"{value!r}")
+            raise _fail(name, f"a model name or an .onnx path, not {value!r}")
     for name in ("score_threshold", "iou_threshold"):
         check_number(name, getattr(cfg, name), 0.0, 1.0)
     check_number("max_persons", cfg.max_persons, 1, integer=True)
@@ -74,7 +79,7 @@ def check_pipeline_config(cfg: Any) -> None:
     if cfg.detector_input is not None:
         size = cfg.detector_input
         if not isinstance(size, (tuple, list)) or len(size) != 2:
-            raise ConfigError(f"{_label('detector_input')} must be (W, H), not {size!r}")
+            raise _fail("detector_input", f"(W, H), not {size!r}")
         for side in size:
             check_number("detector_input", side, 32, 8192, integer=True)
     check_choice("refine", cfg.refine, REFINEMENTS)

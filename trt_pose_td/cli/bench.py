@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import bench
 from ..errors import ConfigError
+from ..io.paths import check_output_file
 from ..io.sources import expand_images
 from ..pipeline import PipelineConfig, TopDownPipeline
 from .common import (
@@ -51,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.json:
+        check_output_file(Path(args.json), "--json")  # before the benchmark, not after it
     if args.frames:
         paths = expand_images(args.frames)
         if not paths:

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..assets import path_or_mirror
 from ..errors import ConfigError
 from ..evaluate import INSTANCE_SCORES, EvalOptions
+from ..io.paths import check_output_dir
 from .common import (
     add_pipeline_args,
     config_from_args,
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
                        args.max_images, args.people_only)
     baseline = read_summary(Path(args.compare)) if args.compare else None
     coco = load_coco(annotations)
+    check_output_dir(Path(args.output), "-o/--output")  # before the run, not after it
     log.info("config: %s; eval: %s", cfg.as_dict(), opts)
     with TopDownPipeline.from_config(cfg, progress=not args.quiet) as pipeline:
         if args.heatmap_offset is not None:

@@ -8,6 +8,7 @@ from typing import Optional
 
 from ..assets import path_or_mirror
 from ..errors import ConfigError
+from ..io.paths import check_output_file
 from ..quantize import METHODS, OP_SETS
 from .common import format_table, nonneg_int, parse_size
 
@@ -120,6 +121,19 @@ def _write_sensitivity(name: str, qdq: Path, images: Path, annotations: Optional
     print(format_table(("k worst in float", "model error"), curve))
 
 
+def _check_inputs(args: argparse.Namespace, images: Path, annotations: Optional[Path]) -> None:
+    """Calibration data and output paths, checked before any model is calibrated."""
+    from ..calibration import calibration_images
+    from ..coco_json import read_annotations
+
+    calibration_images(images)  # missing folder / no images: one line
+    if annotations is not None:
+        read_annotations(annotations, "--calib-annotations", keypoints=False)
+    for value, flag in ((args.output, "--output"), (args.manifest, "--manifest")):
+        if value:
+            check_output_file(Path(value), flag)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..models import DEFAULT_DETECTOR, DEFAULT_POSE, get_spec
     from ..quantize import int8_source, qdq_summary, quantize_registry_model
@@ -134,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if any(s.task == "pose" for s in specs):
         annotations = path_or_mirror(args.calib_annotations, CALIB_ANNOTATIONS,
                                    "--calib-annotations")
+    _check_inputs(args, images, annotations)
     keep = None
     if args.keep_float is not None:
         keep = [n.strip() for n in args.keep_float.split(",") if n.strip()]

@@ -34,15 +34,29 @@ def ensure_output_dir(path: Path, flag: str = "--output") -> Path:
     return path
 
 
+def check_output_dir(path: Path, flag: str = "--output") -> None:
+    """Folder ``path`` could be created and written, without creating it: it is a writable
+    folder, or its nearest existing ancestor is. Run before long work whose result goes there."""
+    path = Path(os.path.abspath(path))
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "" if probe == path else f" ({probe} is a file)"
+        raise ConfigError(f"{flag} {path} cannot be a folder{where}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to {flag} {path}: permission denied on {probe}")
+
+
 def check_output_file(path: Path, flag: str) -> None:
-    """``path`` can be written: not a folder, its folder exists (or can be made) and is
-    writable. Run before long work whose result goes there."""
+    """``path`` can be written (not a folder, its folder creatable and writable), checked
+    without writing anything."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag} {path} is a folder, not a file")
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"cannot write {flag} {path}: permission denied")
-    ensure_output_dir(path.parent if str(path.parent) else Path("."), f"the folder of {flag}")
+    check_output_dir(path.parent, f"the folder of {flag}")
 
 
 def _file_id(path: Path) -> Optional[Tuple[int, int]]:
