@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import List, Tuple
 
-from ..errors import SourceError
+from ..errors import ConfigError, SourceError
 from ..io.paths import check_no_clash, ensure_output_dir
 from ..io.sinks import ImageSink, JsonlSink, Sink, VideoSink
 from ..io.sources import Source, VideoSource, open_source
@@ -74,7 +74,11 @@ def _inputs_and_outputs(source: Source, out_dir: Path, draw: bool
 def _open_sinks(args: argparse.Namespace, source: Source) -> List[Sink]:
     """JSONL + annotated media sinks in a checked output folder; nothing is replaced yet."""
     out_dir = ensure_output_dir(Path(args.output), "-o/--output")
-    check_no_clash(*_inputs_and_outputs(source, out_dir, not args.no_draw))
+    inputs, outputs = _inputs_and_outputs(source, out_dir, not args.no_draw)
+    check_no_clash(inputs, outputs)
+    for path in outputs:
+        if path.is_dir():
+            raise ConfigError(f"{path} is a folder: the run writes a file there")
     sinks: List[Sink] = [JsonlSink(str(out_dir / "poses.jsonl"), atomic=True)]
     if not args.no_draw:
         if isinstance(source, VideoSource):
