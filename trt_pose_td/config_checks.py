@@ -9,6 +9,7 @@ message names the flag (the TOML key is the same without dashes):
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Optional, Sequence, Tuple
 
 from .decode import REFINEMENTS
@@ -40,11 +41,12 @@ def check_number(field: str, value: Any, low: Optional[float] = None,
                  low_open: bool = False) -> None:
     """``value`` is a finite number (an int when ``integer``) within [low, high] ((low, high]
     when ``low_open``); else :class:`ConfigError` naming ``field`` and its flag."""
-    kind = int if integer else (int, float)
+    kind = numbers.Integral if integer else numbers.Real  # numpy scalars too
     if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
         raise _fail(field, f"{'an integer' if integer else 'a number'}, not {value!r}")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and value > high
+    number = float(value)
+    too_low = low is not None and (number <= low if low_open else number < low)
+    too_high = high is not None and number > high
     if too_low or too_high:
         if low is not None and high is not None:
             span = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
