@@ -82,7 +82,7 @@ def test_run_video_writes_annotated_video(sample_clip, tmp_path):
     (("run", "setup.py"), "neither an image nor a video"),
     (("run", "--pose", "posenet"), "unknown model 'posenet'"),
     (("run", "--detector", "pp_tinypose_128x96"), "is a pose model, not a detector"),
-    (("run", "--max-batch", "0"), "max_batch (--max-batch) must be an integer >= 1"),
+    (("run", "--max-batch", "0"), "--max-batch must be >= 1"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
     proc = cli(*args, "-o", str(tmp_path), cwd=REPO)

@@ -180,14 +180,16 @@ def fetch(asset: Asset, progress: bool = True, cache: Optional[Path] = None) -> 
     dest = cache / asset.file
     if _verified(dest, asset.sha256):
         return dest
+    # a cached copy that fails its sha256 (corrupt, truncated, replaced) is never used
+    tried = [f"the cached copy {dest} (it failed its sha256 check)"] if dest.is_file() else []
     shipped = asset.packaged_path()
     if shipped is not None:
         if _verified(shipped, asset.sha256):
             return shipped
         log.warning("the packaged copy of %s (%s) fails its sha256: reinstall the package; "
                     "looking elsewhere", asset.name, shipped)
+        tried.append(f"the packaged copy {shipped} (it failed its sha256 check)")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tried: List[str] = []
     for source in _candidates(asset):
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
         os.close(fd)

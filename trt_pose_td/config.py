@@ -8,19 +8,13 @@ construction, so the CLI, the service's TOML and the Python API all get the same
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
-from .decode import REFINEMENTS
-from .engine_meta import INT8_MODES, PRECISIONS
-from .errors import ConfigError
+from .config_checks import BACKENDS, PREPROCESSORS, check_pipeline_config
 from .models import DEFAULT_DETECTOR, DEFAULT_POSE
 
-#: Inference backends (``auto``: TensorRT when it, a GPU and both engines are here).
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-#: CPU warp implementations: OpenCV, or the numpy twin of the GPU crop kernel.
-PREPROCESSORS = ("cv2", "twin")
+__all__ = ["BACKENDS", "PREPROCESSORS", "PipelineConfig"]
 
 
 @dataclass(frozen=True)
@@ -64,53 +58,10 @@ class PipelineConfig:
     int8_mode: Optional[str] = None
 
     def __post_init__(self) -> None:
-        _check_range("score_threshold", self.score_threshold, 0.0, 1.0)
-        _check_range("iou_threshold", self.iou_threshold, 0.0, 1.0, low_open=True)
-        _check_range("box_padding", self.box_padding, 0.0, 10.0, low_open=True)
-        for name in ("max_persons", "max_batch"):
-            _check_int(name, getattr(self, name), 1)
-        if self.threads is not None:
-            _check_int("threads", self.threads, 1)
-        if self.det_size is not None:
-            size = tuple(self.det_size)
-            if len(size) != 2 or not all(isinstance(v, int) and v > 0 and v % 32 == 0
-                                         for v in size):
-                raise ConfigError(f"{_key('det_size')} must be two positive multiples of 32 "
-                                  f"(W, H), not {self.det_size!r}")
-            object.__setattr__(self, "det_size", (int(size[0]), int(size[1])))
-        for name, allowed in (("refine", REFINEMENTS), ("backend", BACKENDS),
-                              ("preprocessor", PREPROCESSORS)):
-            _check_choice(name, getattr(self, name), allowed)
-        for name, allowed in (("precision", PRECISIONS), ("int8_mode", INT8_MODES)):
-            if getattr(self, name) is not None:
-                _check_choice(name, getattr(self, name), allowed)
-        for name in ("detector", "pose", "detector_like", "pose_like"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise ConfigError(f"{name} must name a registry model or an ONNX file")
+        if isinstance(self.det_size, list):
+            object.__setattr__(self, "det_size", tuple(self.det_size))
+        check_pipeline_config(self)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
-
-def _key(name: str) -> str:
-    """``max_batch (--max-batch)``: the TOML key and the flag, so either user finds it."""
-    return f"{name} (--{name.replace('_', '-')})"
-
-
-def _check_range(name: str, value: float, low: float, high: float, low_open: bool = False
-                 ) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise ConfigError(f"{_key(name)} must be in {bracket}{low:g}, {high:g}], not {value!r}")
-
-
-def _check_int(name: str, value: int, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{_key(name)} must be an integer >= {low}, not {value!r}")
-
-
-def _check_choice(name: str, value: str, allowed: Tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"unknown {_key(name)} {value!r}; expected one of {', '.join(allowed)}")

@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .coco_json import read_annotations, read_detections, uncovered
 from .errors import ConfigError, require
 from .io.sources import read_image
 from .oks import oks
@@ -56,6 +57,8 @@ class EvalOptions:
         if self.instance_score not in INSTANCE_SCORES:
             raise ConfigError(f"instance score must be one of {INSTANCE_SCORES}, not "
                               f"{self.instance_score!r}")
+        if not 0.0 <= self.visible_threshold <= 1.0:
+            raise ConfigError(f"visible threshold must be in [0, 1], not {self.visible_threshold}")
         if not 0.0 <= self.oks_nms <= 1.0:
             raise ConfigError(f"OKS-NMS threshold must be in [0, 1], not {self.oks_nms}")
         if self.max_images < 0:
@@ -79,14 +82,12 @@ class EvalResult:
 def load_coco(annotations: Path) -> Any:
     """A ``pycocotools.coco.COCO`` of a person-keypoints file (its loading chatter silenced)."""
     coco_mod = require("pycocotools.coco", "eval", "pycocotools")
-    path = Path(annotations)
-    if not path.is_file():
-        raise ConfigError(f"annotation file not found: {path}")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return coco_mod.COCO(str(path))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a COCO annotation file ({exc})") from exc
+    doc = read_annotations(Path(annotations))  # one ConfigError line when malformed
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = coco_mod.COCO()
+        coco.dataset = doc
+        coco.createIndex()
+    return coco
 
 
 def select_images(coco: Any, max_images: int = 0, people_only: bool = False) -> List[int]:
@@ -111,13 +112,16 @@ def gt_detections(coco: Any, image_id: int) -> Detections:
 
 def load_box_file(path: Path, image_ids: Sequence[int], score_threshold: float = 0.0
                   ) -> Dict[int, Detections]:
-    """COCO detection results (category 1, score >= threshold) -> image id -> detections."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read detection file {path}: {exc}") from exc
-    if not isinstance(doc, list):
-        raise ConfigError(f"{path} is not a COCO detection-results list")
+    """COCO detection results (category 1, score >= threshold) -> image id -> detections.
+
+    Warns with the number of ``image_ids`` the file has no entry for (they are scored as images
+    where nobody was found, which lowers AP)."""
+    doc = read_detections(Path(path))
+    missing = uncovered(doc, image_ids)
+    if missing:
+        log.warning("%s covers %d of %d images: the other %d count as images with nobody in "
+                    "them (first missing id: %d)", path, len(image_ids) - len(missing),
+                    len(image_ids), len(missing), missing[0])
     wanted = set(image_ids)
     per: Dict[int, List[Tuple[List[float], float]]] = {}
     for d in doc:
@@ -229,6 +233,11 @@ def evaluate(pipeline: Any, images_dir: Path, coco: Any, opts: EvalOptions,
     image_ids = select_images(coco, opts.max_images, opts.people_only)
     if not image_ids:
         raise ConfigError("no images to evaluate (empty annotation file or --max-images 0?)")
+    absent = [coco.imgs[i]["file_name"] for i in image_ids
+              if not (Path(images_dir) / coco.imgs[i]["file_name"]).is_file()]
+    if absent:
+        raise ConfigError(f"{len(absent)} of the {len(image_ids)} images to evaluate are not in "
+                          f"{images_dir} (first: {absent[0]}): wrong --images folder?")
     files: Optional[Dict[int, Detections]] = None
     if opts.boxes not in ("own", "gt"):
         files = load_box_file(Path(opts.boxes), image_ids, score_threshold)

@@ -14,7 +14,9 @@ import logging
 import time
 from typing import Any, Iterable, Iterator, Optional, Union
 
+from .config_checks import expected_models
 from .engines import load_engine
+from .engines.base import check_pair
 from .io.inputs import ImageLike, as_frame, as_frames
 from .plan import Plan
 from .stages import Detector, PoseEstimator, make_preprocessor
@@ -43,6 +45,7 @@ class CpuPipeline:
             det_engine.close()
             raise
         try:
+            check_pair(det_engine, plan.detector, pose_engine, plan.pose, expected_models(cfg))
             return cls(Detector(det_engine, plan.detector, plan.params, pre),
                        PoseEstimator(pose_engine, plan.pose, cfg.max_batch, cfg.refine, pre,
                                      flip=cfg.flip, recrop=cfg.recrop))

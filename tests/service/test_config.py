@@ -12,6 +12,7 @@ import pytest
 from trt_pose_td.cli import build_parser
 from trt_pose_td.cli.serve import resolve
 from trt_pose_td.errors import ConfigError
+from trt_pose_td.models import DEFAULT_DETECTOR, DEFAULT_POSE
 from trt_pose_td.service.config import ServiceConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,8 +32,8 @@ def write(tmp_path: Path, text: str) -> str:
 def test_the_shipped_example_is_valid():
     cfg = config("--config", str(EXAMPLE))
     assert cfg.source.uri == "csi://0" and cfg.mqtt.host == "localhost"
-    assert cfg.pipeline.detector == "rtmdet_nano_person"
-    assert cfg.pipeline.pose == "pp_tinypose_256x192"
+    assert cfg.pipeline.detector == DEFAULT_DETECTOR  # the example shows the defaults
+    assert cfg.pipeline.pose == DEFAULT_POSE
     assert cfg.http.port == 8080 and cfg.jsonl.path == "-"
 
 
@@ -94,8 +95,7 @@ def test_password_is_masked_in_the_logged_config(tmp_path):
     ('[source]\nuri = "x"\n[pipeline]\nbackend = "cuda"', "backend must be one of auto, "),
     ('[source]\nuri = "x"\n[pipeline]\ndetsize = 320', "unknown key 'detsize' (did you mean"),
     ('[source]\nuri = "x"\n[pipeline]\ndet_size = "big"', "det_size: size must be N or WxH"),
-    ('[source]\nuri = "x"\n[pipeline]\nmax_batch = 0',
-     "max_batch (--max-batch) must be an integer >= 1"),
+    ('[source]\nuri = "x"\n[pipeline]\nmax_batch = 0', "--max-batch must be >= 1"),
     ('[source]\nuri = "x"\n[source]\nflip = 9', "Cannot declare"),  # TOML: table twice
     ('[source]\nuri = "x"\nflip = 9', "[source] flip must be 0..7"),
     ('[service]\ncamera = "a/b"\n[source]\nuri = "x"', "camera must be a non-empty name"),

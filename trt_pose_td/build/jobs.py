@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .. import calibration
+from ..coco_json import read_annotations
 from ..engine_meta import EngineMetadata, engine_filename
 from ..errors import CalibrationError
 from ..models import ModelSpec, is_model_path
@@ -110,6 +111,8 @@ def calibration_set(opts: BuildOptions, need_annotations: bool) -> CalibrationSe
     if need_annotations and annotations is None:
         raise CalibrationError(f"keypoint-model calibration needs the person boxes of {images}: "
                                "pass --calib-annotations FILE (COCO person_keypoints json)")
+    if annotations is not None:  # malformed: one line now, not a traceback after the build
+        read_annotations(annotations, "calibration annotations", keypoints=False)
     return CalibrationSet(images.resolve(), annotations.resolve() if annotations else None)
 
 

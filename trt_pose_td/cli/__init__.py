@@ -1,7 +1,7 @@
 """``trt-pose-td`` command line: one module per subcommand, each with ``add_parser`` and ``run``.
 
-User errors (:class:`~trt_pose_td.errors.TrtPoseError`) print one line and exit 2; anything else is
-a bug and keeps its traceback.
+User errors (:class:`~trt_pose_td.errors.TrtPoseError`, an OS error on a path, a bad flag) print
+one line and exit 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,13 +10,36 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Callable, List, Optional
+import textwrap
+from typing import Callable, List, NoReturn, Optional
 
 from .. import __version__
 from ..errors import TrtPoseError
 
 #: Subcommand modules in --help order.
 COMMANDS = ("fetch", "run", "bench", "eval", "quantize", "serve", "build", "precompile")
+
+#: The exit-status line each subcommand's --help ends with (what 1 means, where it is used).
+PARTIAL = {
+    "run": "1 some images of a folder or glob could not be read (the others were written)",
+    "eval": "1 the --compare gate failed (AP fell more than --max-drop below the baseline)",
+    "serve": "1 too many frames failed in a row (systemd restarts the service)",
+}
+
+
+def exit_status(command: str) -> str:
+    """``exit status: 0 ok, [1 ...,] 2 bad input or usage (nothing the user had is changed),
+    130 interrupted``."""
+    middle = f"; {PARTIAL[command]}" if command in PARTIAL else ""
+    return textwrap.fill(f"exit status: 0 ok{middle}; 2 bad input or usage, one line on stderr "
+                         "(nothing written is replaced); 130 interrupted", 90)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one ``PROG: error: ...`` line (exit 2), like every other user error."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 DESCRIPTION = """\
 Top-down multi-person pose estimation: a person detector, then one batched keypoint-model call
@@ -34,8 +57,8 @@ TRT_POSE_TD_MIRROR to a folder laid out like models/<file>.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trt-pose-td", description=DESCRIPTION,
+    parser = OneLineParser(
+        prog="trt-pose-td", description=DESCRIPTION, epilog=exit_status(""),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -44,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"{__name__}.{name}")
         module.add_parser(sub)
+        command = sub.choices[name]
+        command.epilog = "\n\n".join(filter(None, [command.epilog, exit_status(name)]))
     return parser
 
 
@@ -60,7 +85,11 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     try:
         return int(func(args) or 0)
     except TrtPoseError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user named: unreadable, unwritable, full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"{prog}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

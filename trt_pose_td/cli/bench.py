@@ -11,8 +11,16 @@ from .. import bench
 from ..api import open_pipeline
 from ..config import PipelineConfig
 from ..errors import ConfigError
+from ..io.paths import check_output_file
 from ..io.sources import expand_images
-from .common import add_pipeline_args, config_from_args, format_table, parse_int_list
+from .common import (
+    add_pipeline_args,
+    config_from_args,
+    format_table,
+    nonneg_int,
+    parse_int_list,
+    positive_int,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", default=None, metavar="DIR|GLOB",
                    help="frames to use (default: the mot17 sample group)")
-    p.add_argument("--max-frames", type=int, default=0, help="use at most N frames (0 = all)")
-    p.add_argument("--repeat", type=int, default=2, help="passes over the frames (default: 2)")
+    p.add_argument("--max-frames", type=nonneg_int, default=0,
+                   help="use at most N frames (0 = all)")
+    p.add_argument("--repeat", type=positive_int, default=2,
+                   help="passes over the frames (default: 2)")
     p.add_argument("--persons", type=parse_int_list, default=[1, 5, 10, 20, 40],
                    metavar="N,N,...", help="crowd sizes for the keypoint-stage sweep "
                                            "(default: 1,5,10,20,40)")
@@ -44,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.json:
+        check_output_file(Path(args.json), "--json")  # before the benchmark, not after it
     if args.frames:
         paths = expand_images(args.frames)
         if not paths:

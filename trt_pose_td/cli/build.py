@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from ..build.options import NO_CUBLAS_CUDNN, BatchRange, BuildOptions, LayerPrecision
 from ..engine_meta import INT8_MODES, PRECISIONS
 from ..errors import ConfigError
+from ..io.paths import check_output_dir
 from ..models import REGISTRY
-from . import run_command, setup_logging
+from . import OneLineParser, exit_status, run_command, setup_logging
 from .common import format_table, parse_size
 
 DESCRIPTION = """\
@@ -169,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
     from ..build.run import run_build
 
     opts = options_from_args(args)
+    if opts.output:
+        check_output_dir(Path(opts.output), "--output")
     if opts.verbose and logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO if opts.verbose == 1 else logging.DEBUG)
     reports = run_build(opts)
@@ -191,8 +195,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None, prog: str = "build_engines.py") -> int:
     """``python build_engines.py ...``: the same options as ``trt-pose-td build``."""
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=prog, description=DESCRIPTION,
+                           epilog=f"{EPILOG}\n\n{exit_status('build')}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import fields
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -23,6 +24,44 @@ def parse_size(text: str) -> Tuple[int, int]:
     if len(parts) != 2 or min(parts) <= 0:
         raise argparse.ArgumentTypeError(f"size must be N or WxH, not {text!r}")
     return parts[0], parts[1]
+
+
+def _number(text: str, kind: type) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, not {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """A score threshold: a number in [0, 1]."""
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {text}")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """A count where 0 means none / all: an integer >= 0."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    return float(_number(text, float))
 
 
 def parse_int_list(text: str) -> List[int]:

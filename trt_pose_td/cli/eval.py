@@ -11,7 +11,16 @@ from pathlib import Path
 from ..assets import path_or_mirror
 from ..errors import ConfigError
 from ..evaluate import INSTANCE_SCORES, EvalOptions
-from .common import add_pipeline_args, config_from_args, format_table, stage_table
+from ..io.paths import check_output_dir
+from .common import (
+    add_pipeline_args,
+    config_from_args,
+    finite_float,
+    format_table,
+    nonneg_int,
+    stage_table,
+    unit_float,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +70,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "COCO detection-results file (default: %(default)s)")
     p.add_argument("--instance-score", choices=INSTANCE_SCORES, default="box_kpt",
                    help="person score for ranking (default: %(default)s)")
-    p.add_argument("--visible-threshold", type=float, default=0.2,
+    p.add_argument("--visible-threshold", type=unit_float, default=0.2,
                    help="keypoints above this score count as visible for box_kpt / kpt "
                         "(default: %(default)s)")
-    p.add_argument("--oks-nms", type=float, default=0.0, metavar="THR",
+    p.add_argument("--oks-nms", type=unit_float, default=0.0, metavar="THR",
                    help="OKS-NMS between persons of an image at THR (0 = off; HRNet uses 0.9)")
-    p.add_argument("--max-images", type=int, default=0, metavar="N",
+    p.add_argument("--max-images", type=nonneg_int, default=0, metavar="N",
                    help="first N images by id (0 = all)")
     p.add_argument("--people-only", action="store_true",
                    help="only images with an annotated person (smoke tests)")
     p.add_argument("--compare", metavar="SUMMARY", default=None,
                    help="baseline summary.json: exit 1 when AP drops more than --max-drop")
-    p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
+    p.add_argument("--max-drop", type=finite_float, default=1.0, metavar="POINTS",
                    help="allowed drop in AP points, x100 (default: %(default)s = 0.010 AP)")
     p.add_argument("--compare-metrics", default="keypoints.AP", metavar="LIST",
                    help="comma-separated summary keys the gate checks (default: %(default)s; "
                         "e.g. keypoints.AP,bbox.AP)")
-    p.add_argument("--heatmap-offset", type=float, default=None, metavar="CELLS",
+    p.add_argument("--heatmap-offset", type=finite_float, default=None, metavar="CELLS",
                    help="override the keypoint model's heatmap cell -> pixel offset (registry "
                         "decoder option cell_offset: 0 = cell corner, 0.5 = cell centre)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -101,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
                        args.max_images, args.people_only)
     baseline = read_summary(Path(args.compare)) if args.compare else None
     coco = load_coco(annotations)
+    check_output_dir(Path(args.output), "-o/--output")  # before the run, not after it
     log.info("config: %s; eval: %s", cfg.as_dict(), opts)
     with open_pipeline(cfg, progress=not args.quiet) as pipeline:
         if args.heatmap_offset is not None:

@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.list:
-        rows = [(n, s.task, s.preprocess.input_size, s.decoder,
+        rows = [(n, s.task, "x".join(map(str, s.preprocess.input_size)), s.decoder,
                  "yes" if s.sha256 else "no", s.description) for n, s in REGISTRY.items()]
         print(format_table(("model", "task", "input WxH", "decoder", "sha256", "description"),
                            rows))

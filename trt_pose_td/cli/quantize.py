@@ -8,8 +8,9 @@ from typing import Optional
 
 from ..assets import path_or_mirror
 from ..errors import ConfigError
+from ..io.paths import check_output_file
 from ..quantize import METHODS, OP_SETS
-from .common import format_table, parse_size
+from .common import format_table, nonneg_int, parse_size
 
 CALIB_IMAGES = "coco/calib_train2017"
 CALIB_ANNOTATIONS = "coco/calib_train2017/person_keypoints_train2017_calib_subset.json"
@@ -60,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="per-tensor instead of per-channel weight scales")
     p.add_argument("-o", "--output", metavar="PATH", default=None,
                    help="output file (one model only; default: the cache path above)")
-    p.add_argument("--sensitivity", type=int, default=0, metavar="N",
+    p.add_argument("--sensitivity", type=nonneg_int, default=0, metavar="N",
                    help="after quantizing, rank the Convs by the output error each causes "
                         "alone in int8, on N calibration tensors, and write the ranking to "
                         "<output>.sensitivity.json (how the default --keep-float was chosen; "
@@ -119,6 +120,19 @@ def _write_sensitivity(name: str, qdq: Path, images: Path, annotations: Optional
     print(format_table(("k worst in float", "model error"), curve))
 
 
+def _check_inputs(args: argparse.Namespace, images: Path, annotations: Optional[Path]) -> None:
+    """Calibration data and output paths, checked before any model is calibrated."""
+    from ..calibration import calibration_images
+    from ..coco_json import read_annotations
+
+    calibration_images(images)  # missing folder / no images: one line
+    if annotations is not None:
+        read_annotations(annotations, "--calib-annotations", keypoints=False)
+    for value, flag in ((args.output, "--output"), (args.manifest, "--manifest")):
+        if value:
+            check_output_file(Path(value), flag)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..models import DEFAULT_DETECTOR, DEFAULT_POSE, get_spec
     from ..quantize import int8_source, qdq_summary, quantize_registry_model
@@ -133,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     if any(s.task == "pose" for s in specs):
         annotations = path_or_mirror(args.calib_annotations, CALIB_ANNOTATIONS,
                                    "--calib-annotations")
+    _check_inputs(args, images, annotations)
     keep = None
     if args.keep_float is not None:
         keep = [n.strip() for n in args.keep_float.split(",") if n.strip()]

@@ -7,14 +7,23 @@ import itertools
 import logging
 import os
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 from ..api import open_pipeline
+from ..config import PipelineConfig
+from ..errors import ConfigError, SourceError
+from ..io.paths import check_no_clash, ensure_output_dir
 from ..io.sinks import ImageSink, JsonlSink, Sink, VideoSink
-from ..io.sources import VideoSource, open_source
+from ..io.sources import Source, VideoSource, open_source
 from ..progress import progress_bar
 from ..types import StageTimes, summarize_times
-from .common import add_pipeline_args, config_from_args, stage_table
+from .common import (
+    add_pipeline_args,
+    config_from_args,
+    nonneg_int,
+    stage_table,
+    unit_float,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +47,72 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default="out", metavar="DIR",
                    help="output folder (default: %(default)s)")
     p.add_argument("--no-draw", action="store_true", help="write poses.jsonl only")
-    p.add_argument("--keypoint-threshold", type=float, default=0.3,
+    p.add_argument("--keypoint-threshold", type=unit_float, default=0.3,
                    help="hide keypoints below this score when drawing (default: %(default)s)")
-    p.add_argument("--draw-min-score", type=float, default=0.3,
+    p.add_argument("--draw-min-score", type=unit_float, default=0.3,
                    help="draw only persons whose box score reaches this; poses.jsonl keeps "
                         "everyone above --score-threshold (default: %(default)s)")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = all)")
+    p.add_argument("--max-frames", type=nonneg_int, default=0, help="stop after N frames (0 = all)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
     add_pipeline_args(p)
     p.set_defaults(func=run)
+
+
+def _inputs_and_outputs(source: Source, out_dir: Path, draw: bool
+                        ) -> Tuple[List[str], List[Path]]:
+    """The files ``source`` reads and the files this run will write."""
+    outputs = [out_dir / "poses.jsonl"]
+    if isinstance(source, VideoSource):
+        inputs = [source.uri]
+        if draw:
+            outputs.append(out_dir / f"{Path(source.uri).stem}.mp4")
+    else:
+        inputs = list(getattr(source, "paths", []))
+        if draw:
+            outputs += [out_dir / f"{Path(p).stem}.jpg" for p in inputs]
+    return inputs, outputs
+
+
+def _open_sinks(args: argparse.Namespace, source: Source) -> List[Sink]:
+    """JSONL + annotated media sinks in a checked output folder; nothing is replaced yet."""
+    out_dir = ensure_output_dir(Path(args.output), "-o/--output")
+    inputs, outputs = _inputs_and_outputs(source, out_dir, not args.no_draw)
+    check_no_clash(inputs, outputs)
+    for path in outputs:
+        if path.is_dir():
+            raise ConfigError(f"{path} is a folder: the run writes a file there")
+    sinks: List[Sink] = [JsonlSink(str(out_dir / "poses.jsonl"), atomic=True)]
+    if not args.no_draw:
+        if isinstance(source, VideoSource):
+            stem = Path(source.uri).stem
+            sinks.append(VideoSink(str(out_dir / f"{stem}.mp4"), source.fps,
+                                   args.keypoint_threshold, args.draw_min_score))
+        else:
+            sinks.append(ImageSink(str(out_dir), args.keypoint_threshold, args.draw_min_score))
+    return sinks
+
+
+def _process(args: argparse.Namespace, cfg: PipelineConfig, source: Source, sinks: List[Sink]
+             ) -> Tuple[List[StageTimes], int]:
+    """Run the pipeline over ``source`` into ``sinks``: (per-frame times, persons)."""
+    times: List[StageTimes] = []
+    persons = 0
+    total = source.total
+    if args.max_frames and total:
+        total = min(total, args.max_frames)
+    bar = progress_bar(total, "", "frame", args.quiet or total == 1)
+    with open_pipeline(cfg, progress=not args.quiet) as pipeline:
+        try:
+            for result in pipeline.stream(itertools.islice(source, args.max_frames or None)):
+                for sink in sinks:
+                    sink.write(result)
+                times.append(result.times)
+                persons += len(result.poses)
+                bar.set_postfix(persons=len(result.poses), refresh=False)
+                bar.update()
+        finally:
+            bar.close()
+    return times, persons
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,43 +122,26 @@ def run(args: argparse.Namespace) -> int:
         from ..assets import sample_paths
 
         uri = str(sample_paths("sample")[0])
-    source = open_source(uri)
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log.info("config: %s", cfg.as_dict())
-    sinks: List[Sink] = [JsonlSink(str(out_dir / "poses.jsonl"))]
-    if not args.no_draw:
-        if isinstance(source, VideoSource):
-            stem = Path(source.uri).stem
-            sinks.append(VideoSink(str(out_dir / f"{stem}.mp4"), source.fps,
-                                   args.keypoint_threshold, args.draw_min_score))
-        else:
-            sinks.append(ImageSink(str(out_dir), args.keypoint_threshold, args.draw_min_score))
-    times: List[StageTimes] = []
-    persons = 0
-    total = source.total
-    if args.max_frames and total:
-        total = min(total, args.max_frames)
-    bar = progress_bar(total, "", "frame", args.quiet or total == 1)
-    with open_pipeline(cfg, progress=not args.quiet) as pipeline:
+    with open_source(uri) as source:
+        sinks = _open_sinks(args, source)
+        log.info("config: %s", cfg.as_dict())
         try:
-            frames = itertools.islice(source, args.max_frames or None)
-            for result in pipeline.stream(frames):
-                for sink in sinks:
-                    sink.write(result)
-                times.append(result.times)
-                persons += len(result.poses)
-                bar.set_postfix(persons=len(result.poses), refresh=False)
-                bar.update()
-        finally:
-            bar.close()
+            times, persons = _process(args, cfg, source, sinks)
+            if not times:
+                raise SourceError(f"none of the {len(source.skipped)} input(s) of {uri} could "
+                                  "be read; nothing written")
+        except BaseException:
             for sink in sinks:
-                sink.close()
-            source.close()
+                sink.abort()  # a failed run replaces nothing
+            raise
+        for sink in sinks:
+            sink.close()
+    out_dir = Path(args.output)
     if not args.quiet and times:
         summary = summarize_times(times)
+        warm = " (one frame: includes the models' warm-up)" if len(times) == 1 else ""
         print(stage_table(summary, f"{len(times)} frame(s), {persons} person(s), "
-                                   f"{1e3 / summary['total']['mean']:.1f} FPS "
+                                   f"{1e3 / summary['total']['mean']:.1f} FPS{warm} "
                                    f"({cfg.backend}, {cfg.detector} + {cfg.pose})"))
         print(f"wrote {out_dir / 'poses.jsonl'}" + ("" if args.no_draw else
                                                     f" and annotated media in {out_dir}"))

@@ -6,12 +6,14 @@ import argparse
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import PipelineConfig
 from ..errors import ConfigError
+from ..io.paths import check_output_file
 from ..service import config as svc_config
-from .common import add_pipeline_args, config_from_args
+from .common import add_pipeline_args, config_from_args, nonneg_int
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="camera name in topics, metrics and the page (default: camera0)")
     s.add_argument("--loop", dest="cfg:source.loop", action="store_const", const=True,
                    default=SUPPRESS, help="repeat a file source forever")
-    s.add_argument("--max-frames", dest="cfg:service.max_frames", type=int, default=SUPPRESS,
+    s.add_argument("--max-frames", dest="cfg:service.max_frames", type=nonneg_int, default=SUPPRESS,
                    metavar="N", help="stop after N frames (default: never)")
     s.add_argument("--jsonl", dest="cfg:jsonl.path", default=SUPPRESS, metavar="PATH",
                    help="JSONL output: - for stdout (default), a file (appended), '' for none")
@@ -111,6 +113,8 @@ def _suppress_pipeline_defaults(p: argparse.ArgumentParser) -> Dict[str, Any]:
             if isinstance(default, str) and callable(convert):
                 default = convert(default)  # what argparse does with a str default
             defaults[action.dest] = default
+            if action.help and "%(default)s" in action.help:  # --help must still say it
+                action.help = action.help.replace("%(default)s", str(action.default))
             action.default = SUPPRESS
     return defaults
 
@@ -189,6 +193,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.as_dict(), indent=2, sort_keys=True))
         return 0
+    if cfg.jsonl.path not in ("", "-"):  # before the engines load, not after
+        check_output_file(Path(cfg.jsonl.path), "--jsonl / [jsonl] path")
     if not args.verbose:
         logging.getLogger().setLevel(logging.INFO)  # the service's log is its journal
     from ..service.loop import Service

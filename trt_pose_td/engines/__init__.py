@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
+from ..config_checks import BACKENDS
 from ..errors import ConfigError
 from .base import Engine, TensorSpec, check_contract
-
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 __all__ = ["BACKENDS", "Engine", "TensorSpec", "check_contract", "load_engine"]
 

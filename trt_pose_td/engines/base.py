@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -72,11 +72,12 @@ class Engine(abc.ABC):
                                   f"{list(spec.shape)}, got {arr.dtype} {list(arr.shape)}")
 
 
-def check_contract(engine: Engine, spec: ModelSpec) -> None:
+def check_contract(engine: Engine, spec: ModelSpec, expected: Optional[str] = None) -> None:
     """Refuse an engine whose tensors do not match the registry contract of ``spec``.
 
     Catches the wrong model passed for a role (a detector as the keypoint model, a different
-    export): the message names what was expected and what the file has.
+    export): the message names what was expected (``expected``, default the spec's name) and
+    what the file has.
     """
     problems = []
     if spec.input_name not in engine.inputs:
@@ -93,5 +94,21 @@ def check_contract(engine: Engine, spec: ModelSpec) -> None:
     if missing:
         problems.append(f"no output(s) {missing} (has {sorted(engine.outputs)})")
     if problems:
-        raise EngineError(f"{engine.source} does not look like {spec.name} "
+        raise EngineError(f"{engine.source} does not look like {expected or spec.name} "
                           f"({spec.task}, decoder {spec.decoder}): {'; '.join(problems)}")
+
+
+def check_pair(detector: Engine, det_spec: ModelSpec, pose: Engine, pose_spec: ModelSpec,
+               expected: Tuple[Optional[str], Optional[str]] = (None, None)) -> None:
+    """:func:`check_contract` for both roles; says so when the two files were swapped."""
+    for engine, spec, want, other in ((detector, det_spec, expected[0], pose_spec),
+                                      (pose, pose_spec, expected[1], det_spec)):
+        try:
+            check_contract(engine, spec, want)
+        except EngineError as exc:
+            try:
+                check_contract(engine, other)
+            except EngineError:
+                raise exc from None
+            raise EngineError(f"{exc}. It is a {other.task} model: were the detector and "
+                              "keypoint files swapped (--detector / --pose)?") from None

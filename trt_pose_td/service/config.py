@@ -245,6 +245,8 @@ def validate(cfg: ServiceConfig, where: str = "config") -> None:
     _check(0 <= h.port <= 65535, f"{where} [http] port must be 0..65535, not {h.port}")
     _check(h.preview_fps > 0 and h.preview_width >= 16 and 1 <= h.jpeg_quality <= 100,
            f"{where} [http] needs preview_fps > 0, preview_width >= 16, jpeg_quality 1..100")
+    _check(0 <= h.keypoint_threshold <= 1,
+           f"{where} [http] keypoint_threshold must be in [0, 1], not {h.keypoint_threshold}")
 
 
 def build_config(tables: Mapping[str, Mapping[str, Any]], pipeline: PipelineConfig,
