@@ -143,7 +143,7 @@ def test_stream_of_arrays_numbers_them_and_an_empty_source_yields_nothing(pipe):
 
 def test_stream_delivers_every_frame_before_a_source_error(pipe):
     def failing():
-        for i in range(3):
+        for _ in range(3):
             yield _frame_with_dots([(100, 200)])
         raise OSError("camera unplugged")
 
