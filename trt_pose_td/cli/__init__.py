@@ -16,7 +16,8 @@ from .. import __version__
 from ..errors import TrtPoseError
 
 #: Subcommand modules in --help order.
-COMMANDS = ("fetch", "run", "bench", "eval", "quantize", "serve", "build", "precompile")
+COMMANDS = ("fetch", "run", "bench", "eval", "quantize", "serve", "healthcheck", "build",
+            "precompile")
 
 DESCRIPTION = """\
 Top-down multi-person pose estimation: a person detector, then one batched keypoint-model call
