@@ -35,8 +35,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.8",
     packages=find_packages(include=["trt_pose_td", "trt_pose_td.*"]),
-    package_data={"trt_pose_td": ["py.typed", "data/*.json", "cuda/kernels/*.cu",
-                                  "service/static/*"]},
+    # data/: the default model pair and the sample photo ship inside the package (NOTICE.md)
+    package_data={"trt_pose_td": ["py.typed", "data/*.json", "data/*.md", "data/models/*.onnx",
+                                  "data/samples/*.jpg", "cuda/kernels/*.cu", "service/static/*"]},
     install_requires=["numpy>=1.20", "tqdm>=4.60", "tomli>=1.2; python_version<'3.11'",
                       "packaging>=20"],
     extras_require=EXTRAS,

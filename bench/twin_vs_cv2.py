@@ -20,13 +20,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trt_pose_td import geometry
+from trt_pose_td.api import open_pipeline
+from trt_pose_td.config import PipelineConfig
+from trt_pose_td.evaluate import instance_scores
 from trt_pose_td.io.sources import read_image
-from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline
+from trt_pose_td.pipeline import CpuPipeline
 from trt_pose_td.preprocess import warp_with
 from trt_pose_td.types import Frame
 
 
-def input_difference(pipe: TopDownPipeline, twin: TopDownPipeline, frame: Frame) -> tuple:
+def input_difference(pipe: CpuPipeline, twin: CpuPipeline, frame: Frame) -> tuple:
     """Max abs difference of detector input and of all crops, normalised units and gray levels."""
     det, pose = pipe.detector, pipe.pose
     m = det.input_affine(frame)
@@ -54,7 +57,7 @@ def _image_ids(images: Path, annotations: str) -> dict:
 def _coco_results(image_id: int, poses) -> list:
     """COCO keypoint results; keypoints shifted by -0.5 to COCO's pixel-centre convention."""
     out = []
-    scores = poses.instance_scores()
+    scores = instance_scores(poses)  # box score x mean visible-keypoint score
     for i in range(len(poses)):
         kp = np.concatenate([poses.keypoints[i] - 0.5, poses.keypoint_scores[i, :, None]], 1)
         out.append({"image_id": image_id, "category_id": 1, "score": float(scores[i]),
@@ -91,8 +94,8 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     paths = sorted(Path(args.images).glob("*.jpg"))[: args.limit or None]
-    cv = TopDownPipeline.from_config(PipelineConfig(preprocessor="cv2"), progress=False)
-    tw = TopDownPipeline.from_config(PipelineConfig(preprocessor="twin"), progress=False)
+    cv = open_pipeline(PipelineConfig(preprocessor="cv2"))
+    tw = open_pipeline(PipelineConfig(preprocessor="twin"))
     dists, inputs, persons, unmatched, score_d, confident = [], [], 0, 0, [], []
     coco: dict = {"cv2": [], "twin": []}
     ids = _image_ids(Path(args.images), args.annotations)

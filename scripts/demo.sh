@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Set up a CPU install (ONNX Runtime) and run the pipeline on the sample class photo.
-#   ./scripts/demo.sh                 # -> out/poses.jsonl + out/000000002299.jpg
+# Set up a CPU install (ONNX Runtime) in .venv and run the pipeline on the packaged sample photo.
+#   ./scripts/demo.sh                 # -> out/poses.jsonl + out/000000001000.jpg
 #   ./scripts/demo.sh video.mp4 -o o  # any `trt-pose-td run` arguments
-# Models and the sample come from $TRT_POSE_TD_MIRROR (default ../shared when it exists), else
-# from their upstream URLs.
+# The default models and the photo ship inside the package: no network or data mirror needed
+# after the pip install. Other registry models come from $TRT_POSE_TD_MIRROR (default ../shared
+# when it exists), else from their upstream URLs. Afterwards: `. .venv/bin/activate` puts
+# `trt-pose-td` on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

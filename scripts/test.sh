@@ -42,6 +42,12 @@ echo "== ruff"
 echo "== pytest"
 .venv/bin/python -m pytest -q "$@"
 
+# A newcomer's machine: a copy of this checkout with no mirror, no cache, an empty HOME runs
+# demo.sh, and the wheel built from it runs from a fresh venv (scripts/fresh_check.sh).
+if [ $# -eq 0 ]; then
+    ./scripts/fresh_check.sh
+fi
+
 # JetPack 5 ships Python 3.8: run the CPU suite there too when an interpreter is available.
 PY38=""
 for candidate in python3.8 "$HOME"/.pyenv/versions/3.8*/bin/python3.8; do

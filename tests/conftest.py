@@ -27,6 +27,34 @@ def shared() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def sample_photo() -> Path:
+    """The CC BY sample photo shipped inside the package (640x480, a group of about 14 people):
+    needs no mirror."""
+    from trt_pose_td.assets import sample_paths
+
+    return sample_paths("sample", progress=False)[0]
+
+
+@pytest.fixture(scope="session")
+def sample_clip(sample_photo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real MP4 file (8 frames, 640x480, 10 fps) made from the packaged photo panning 6 px a
+    frame: a video for tests that need one but not a particular one (no mirror needed)."""
+    cv2 = pytest.importorskip("cv2")
+    import numpy as np
+
+    image = cv2.imread(str(sample_photo))
+    h, w = image.shape[:2]
+    path = tmp_path_factory.mktemp("clip") / "sample_clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
+    for i in range(8):
+        shift = np.float32([[1, 0, 6 * i - 24], [0, 1, 0]])
+        writer.write(cv2.warpAffine(image, shift, (w, h), borderMode=cv2.BORDER_REPLICATE))
+    writer.release()
+    assert path.stat().st_size > 10_000, "OpenCV wrote no video"
+    return path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Every test session fetches into its own cache, from the mirror (never the network)."""

@@ -109,3 +109,54 @@ def test_every_sample_entry_exists_in_the_mirror(shared):
         for a in entries:
             path = Path(shared) / a.mirror_path
             assert path.is_file(), f"{group}: {path}"
+
+
+@pytest.mark.parametrize("name", ["rtmdet_nano_person_raw", "pp_tinypose_256x192"])
+def test_default_pair_ships_in_the_package_and_needs_nothing_else(name, monkeypatch, tmp_path):
+    """No mirror, an empty cache, no network: the default models are the packaged files, in
+    place (never copied into the cache), and they pass their registry sha256."""
+    from trt_pose_td.models import DEFAULT_DETECTOR, DEFAULT_POSE, get_spec
+
+    assert name in (DEFAULT_DETECTOR, DEFAULT_POSE)
+    monkeypatch.delenv("TRT_POSE_TD_MIRROR", raising=False)
+    spec = get_spec(name)
+    path = assets.fetch(assets.model_asset(spec), progress=False, cache=tmp_path)
+    assert path.parent == assets.DATA_DIR / "models"
+    assert assets.sha256_file(path) == spec.sha256
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_packaged_sample_photo_and_its_licence(monkeypatch, tmp_path):
+    monkeypatch.delenv("TRT_POSE_TD_MIRROR", raising=False)
+    (photo,) = assets.sample_paths("sample", progress=False)
+    assert photo.parent == assets.DATA_DIR / "samples" and photo.stat().st_size > 300_000
+    notice = (assets.DATA_DIR / "NOTICE.md").read_text()
+    for must in (photo.name, "CC BY 2.0", "Apache-2.0", "4906536419_6113bd7de4",
+                 assets.sha256_file(photo)):
+        assert must in notice
+
+
+def test_a_good_cached_copy_wins_and_a_corrupt_one_falls_back_to_the_package(monkeypatch,
+                                                                            tmp_path):
+    from trt_pose_td.models import get_spec
+
+    monkeypatch.delenv("TRT_POSE_TD_MIRROR", raising=False)
+    asset = assets.model_asset(get_spec("pp_tinypose_256x192"))
+    cached = tmp_path / asset.file
+    cached.write_bytes(b"truncated download")
+    assert assets.fetch(asset, progress=False, cache=tmp_path) == assets.DATA_DIR / "models" / \
+        asset.file
+    assert cached.read_bytes() == b"truncated download"  # never overwritten by the package
+    cached.write_bytes((assets.DATA_DIR / "models" / asset.file).read_bytes())
+    assert assets.fetch(asset, progress=False, cache=tmp_path) == cached
+
+
+def test_a_corrupt_packaged_file_is_not_used(monkeypatch, tmp_path, folder_mirror):
+    """A packaged copy that fails its sha256 (a damaged install) is skipped for the mirror."""
+    data = b"model-bytes"
+    monkeypatch.setattr(assets, "DATA_DIR", tmp_path / "pkg")
+    (tmp_path / "pkg" / "models").mkdir(parents=True)
+    (tmp_path / "pkg" / "models" / "m.onnx").write_bytes(b"damaged")
+    a = Asset("m", "m.onnx", _sha(data), (), "models/m.onnx", packaged="models/m.onnx")
+    got = assets.fetch(a, progress=False, cache=tmp_path / "cache")
+    assert got == tmp_path / "cache" / "m.onnx" and got.read_bytes() == data

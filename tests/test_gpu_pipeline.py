@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 
 from trt_pose_td import geometry
+from trt_pose_td.api import open_pipeline
+from trt_pose_td.config import PipelineConfig
 from trt_pose_td.engine_meta import engine_filename
 from trt_pose_td.errors import ConfigError
 from trt_pose_td.io.sources import read_image
-from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline
+from trt_pose_td.plan import resolve
 from trt_pose_td.types import Detections, Frame
 
 pytestmark = [pytest.mark.gpu, pytest.mark.trt]
@@ -83,8 +85,8 @@ def test_gpu_keypoints_match_cpu(engine_dir, frames, detector):
 
     cfg = _config(engine_dir, detector)
     dists, missed, persons = [], 0, 0
-    with TopDownPipeline.from_config(cfg) as gpu, \
-            TopDownPipeline.from_config(PipelineConfig(detector=detector), progress=False) as cpu:
+    with open_pipeline(cfg) as gpu, \
+            open_pipeline(PipelineConfig(detector=detector)) as cpu:
         assert isinstance(gpu, GpuPipeline)
         for frame in frames:
             a, result = cpu(frame).poses, gpu(frame)
@@ -102,9 +104,9 @@ def test_gpu_keypoints_match_cpu(engine_dir, frames, detector):
 
 
 def test_overlapped_run_equals_one_frame_at_a_time(engine_dir, frames):
-    with TopDownPipeline.from_config(_config(engine_dir)) as gpu:
+    with open_pipeline(_config(engine_dir)) as gpu:
         single = [gpu(f) for f in frames]
-        overlapped = list(gpu.run(frames))
+        overlapped = list(gpu.stream(frames))
     assert [r.frame.index for r in overlapped] == [f.index for f in frames]
     for a, b in zip(single, overlapped):
         np.testing.assert_allclose(b.poses.keypoints, a.poses.keypoints, atol=1e-3)
@@ -119,7 +121,7 @@ def test_zero_copy_frames_match_pinned_upload(engine_dir, frames, cuda_device):
         pytest.skip("this GPU cannot map host memory")
     results = {}
     for zero_copy in (False, True):
-        with GpuPipeline.from_config(_config(engine_dir), zero_copy=zero_copy) as gpu:
+        with GpuPipeline.from_plan(resolve(_config(engine_dir)), zero_copy=zero_copy) as gpu:
             assert gpu.zero_copy is zero_copy
             results[zero_copy] = [gpu(f).poses for f in frames[:3]]
     for a, b in zip(results[False], results[True]):
@@ -131,15 +133,15 @@ def test_forty_persons_in_chunks_match_the_cpu_estimator(engine_dir, frames):
     from trt_pose_td.bench import tile_detections
 
     frame = frames[-1]
-    with TopDownPipeline.from_config(_config(engine_dir)) as gpu, \
-            TopDownPipeline.from_config(PipelineConfig(), progress=False) as cpu:
+    with open_pipeline(_config(engine_dir)) as gpu, \
+            open_pipeline(PipelineConfig()) as cpu:
         found = cpu(frame).poses
         dets = tile_detections(Detections(found.boxes, found.box_scores), 40)
         a = cpu.pose(frame, dets)
-        b = gpu.process(frame, dets).poses
+        b = gpu(frame, dets).poses
         assert gpu.pose.max_batch == 16 and len(b) == 40
         with pytest.raises(ConfigError, match="capacity"):
-            gpu.process(frame, tile_detections(dets, gpu.max_persons + 1))
+            gpu(frame, tile_detections(dets, gpu.max_persons + 1))
     d = np.linalg.norm(a.keypoints - b.keypoints, axis=2)
     assert np.median(d) <= 1.0
 
@@ -159,7 +161,7 @@ def test_mismatched_engine_is_refused_before_deserializing(engine_dir, tmp_path)
         shutil.copy(det, tmp_path / det.name)
     cfg = _config(tmp_path)
     with pytest.raises(EngineError, match="cannot run here.*compute capability 1.0"):
-        TopDownPipeline.from_config(cfg)
+        open_pipeline(cfg)
     write_metadata(meta, tmp_path / name)
     with pytest.raises(EngineError, match="cannot deserialize"):
-        TopDownPipeline.from_config(cfg)
+        open_pipeline(cfg)

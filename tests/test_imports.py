@@ -11,7 +11,7 @@ from pathlib import Path
 import trt_pose_td
 
 REPO = Path(__file__).resolve().parents[1]
-PURE = ("types", "skeleton", "geometry", "decode", "models", "metrics", "engines/base",
+PURE = ("types", "skeleton", "geometry", "decode", "models", "oks", "engines/base",
         "cuda/twins")
 HEAVY = ("tensorrt", "cuda", "onnxruntime", "pycocotools", "paho", "gi", "onnx")
 

@@ -7,7 +7,8 @@ from trt_pose_td.decode import DetectorParams
 from trt_pose_td.engines.onnxruntime import OrtEngine
 from trt_pose_td.errors import ConfigError, EngineError
 from trt_pose_td.models import get_spec, spec_for_file
-from trt_pose_td.pipeline import Detector, PoseEstimator, TopDownPipeline
+from trt_pose_td.pipeline import CpuPipeline
+from trt_pose_td.stages import Detector, PoseEstimator
 from trt_pose_td.types import Detections, Frame, StageTimes
 
 pytest.importorskip("cv2")
@@ -68,7 +69,7 @@ def test_batched_equals_one_at_a_time(standins):
 
 def test_pipeline_frame_result_and_empty_frame(detector, standins):
     est = PoseEstimator(OrtEngine(standins["heatmap"]), get_spec("pp_tinypose_256x192"))
-    with TopDownPipeline(detector, est) as pipe:
+    with CpuPipeline(detector, est) as pipe:
         result = pipe(_frame_with_dots([(160, 300)]))
         assert len(result.poses) == 2 and result.times["total"] > 0
         assert list(result.times)[:3] == ["det_pre", "det_infer", "det_post"]

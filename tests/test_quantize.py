@@ -12,11 +12,11 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from tests.models import fixtures  # noqa: E402
-from trt_pose_td import qdq_sensitivity as qs  # noqa: E402
 from trt_pose_td import quantize  # noqa: E402
 from trt_pose_td.engines.onnxruntime import OrtEngine  # noqa: E402
 from trt_pose_td.errors import ConfigError  # noqa: E402
 from trt_pose_td.models import Preprocess, get_spec  # noqa: E402
+from trt_pose_td.quantize import graph, simulate  # noqa: E402
 
 SPEC = replace(get_spec("pp_tinypose_256x192"), name="small_cnn",
                preprocess=Preprocess((24, 32), "crop"), outputs={"heatmaps": "heatmaps"})
@@ -101,19 +101,19 @@ def test_kept_float_nodes_have_no_qdq(model, calib, tmp_path):
 
 def test_sensitivity_ranks_convs_and_bypass_restores_float(quantized, model, calib):
     q = onnx.load(str(quantized))
-    convs = qs.quantized_convs(q)
-    ref = qs.run_model(onnx.load(str(model)), "image", calib[:8])
-    restored = qs.run_model(qs.bypass_convs(q, convs), "image", calib[:8])
-    assert qs.output_error(restored, ref) < 1e-10
-    ranking = qs.conv_sensitivity(quantized, model, "image", calib[:8])
+    convs = graph.quantized_convs(q)
+    ref = simulate.run_model(onnx.load(str(model)), "image", calib[:8])
+    restored = simulate.run_model(graph.bypass_convs(q, convs), "image", calib[:8])
+    assert simulate.output_error(restored, ref) < 1e-10
+    ranking = quantize.conv_sensitivity(quantized, model, "image", calib[:8])
     assert sorted(c for c, _ in ranking) == sorted(convs)
     assert all(e > 0 for _, e in ranking)
-    chosen, curve = qs.pick_float_convs(quantized, model, "image", calib[:8], ranking, 0.0)
+    chosen, curve = quantize.pick_float_convs(quantized, model, "image", calib[:8], ranking, 0.0)
     assert curve[-1] == (3, pytest.approx(0.0, abs=1e-10)) and len(chosen) == 3
 
 
 def test_quantized_path_naming_and_int8_config(tmp_path, monkeypatch):
-    from trt_pose_td.pipeline import PipelineConfig
+    from trt_pose_td.config import PipelineConfig
 
     monkeypatch.setenv("TRT_POSE_TD_CACHE", str(tmp_path))
     p = quantize.quantized_path("pp_tinypose_256x192", "minmax")

@@ -1,4 +1,5 @@
-"""The real pretrained models on real images of the data mirror (skipped without it)."""
+"""The real pretrained models on real images: the packaged default pair on the packaged photo
+(always), and more models and COCO images from the data mirror (skipped without it)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from trt_pose_td.api import open_pipeline
+from trt_pose_td.config import PipelineConfig
 from trt_pose_td.io.sources import read_image
-from trt_pose_td.metrics import oks
 from trt_pose_td.models import REGISTRY
-from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline
+from trt_pose_td.oks import oks
 from trt_pose_td.types import Frame
 
 pytest.importorskip("onnxruntime")
@@ -21,8 +23,8 @@ DEV_IMAGES = (1000, 233771, 217285, 8690, 329323, 196141)
 
 
 @pytest.fixture(scope="module")
-def default_pipeline(shared):
-    with TopDownPipeline.from_config(PipelineConfig(), progress=False) as p:
+def default_pipeline():
+    with open_pipeline(PipelineConfig()) as p:
         yield p
 
 
@@ -31,12 +33,23 @@ def class_photo(shared):
     return Frame(read_image(str(shared / "coco/val2017/000000002299.jpg")), 0, 0.0, "class")
 
 
+@pytest.fixture(scope="module")
+def group_photo(sample_photo):
+    return Frame(read_image(str(sample_photo)), 0, 0.0, "sample")
+
+
 def test_class_photo_yields_a_crowd(default_pipeline, class_photo):
-    result = default_pipeline(class_photo)
-    poses = result.poses
-    assert len(poses) >= 20
+    assert len(default_pipeline(class_photo).poses) >= 40
+
+
+def test_sample_photo_yields_the_group(default_pipeline, group_photo):
+    """12 persons are annotated in COCO for this photo (about 14 visible): the packaged pair
+    finds at least 10 with a confident box, keypoints on their bodies, heads above ankles."""
+    result = default_pipeline(group_photo)
+    poses = result.poses[result.poses.box_scores >= 0.3]
+    assert len(poses) >= 10, len(poses)
     assert poses.keypoints.shape == (len(poses), 17, 2)
-    h, w = class_photo.image.shape[:2]
+    h, w = group_photo.image.shape[:2]
     # keypoints of confident persons fall inside (or just outside) their boxes, in the frame
     inside = ((poses.keypoints[..., 0] >= poses.boxes[:, None, 0] - 0.25 * w) &
               (poses.keypoints[..., 0] <= poses.boxes[:, None, 2] + 0.25 * w))
@@ -69,7 +82,7 @@ def test_ground_truth_persons_reach_oks_half(default_pipeline, shared):
                                       if s.task == "detector" and s.sha256])
 def test_every_registered_detector_finds_the_class(shared, class_photo, detector):
     cfg = PipelineConfig(detector=detector, pose="pp_tinypose_128x96")
-    with TopDownPipeline.from_config(cfg, progress=False) as p:
+    with open_pipeline(cfg) as p:
         result = p(class_photo)
     assert len(result.poses) >= 15, f"{detector}: {len(result.poses)} persons"
 
@@ -78,7 +91,7 @@ def test_nms_in_graph_and_raw_head_agree(shared, class_photo):
     """Same network, NMS inside the graph vs our decoder + NMS: same boxes."""
     boxes = {}
     for name in ("rtmdet_nano_person", "rtmdet_nano_person_raw"):
-        with TopDownPipeline.from_config(PipelineConfig(detector=name), progress=False) as p:
+        with open_pipeline(PipelineConfig(detector=name)) as p:
             boxes[name] = p.detector(class_photo).boxes
     a, b = boxes["rtmdet_nano_person"], boxes["rtmdet_nano_person_raw"]
     assert abs(len(a) - len(b)) <= 2
@@ -93,7 +106,7 @@ def test_pose_guided_recrop_frames_people_better(shared):
     files = {im["id"]: im["file_name"] for im in ann["images"]}
     best = {}
     for recrop in (False, True):
-        with TopDownPipeline.from_config(PipelineConfig(recrop=recrop), progress=False) as p:
+        with open_pipeline(PipelineConfig(recrop=recrop)) as p:
             values = []
             for image_id in DEV_IMAGES:
                 gts = [a for a in ann["annotations"] if a["image_id"] == image_id and

@@ -3,9 +3,11 @@
 Where a file comes from, in order:
 1. the user cache (``$TRT_POSE_TD_CACHE``, else ``$XDG_CACHE_HOME/trt_pose_td``, else
    ``~/.cache/trt_pose_td``) when its sha256 matches;
-2. the mirror named by ``$TRT_POSE_TD_MIRROR``: a folder or URL base laid out like the project's
+2. the package itself: the default model pair and the sample photo ship inside it
+   (``trt_pose_td/data/``, see ``data/NOTICE.md``) and are used in place, never copied;
+3. the mirror named by ``$TRT_POSE_TD_MIRROR``: a folder or URL base laid out like the project's
    shared data (``models/<file>``, ``coco/...``, ``crowd/...``);
-3. the upstream URLs of the registry.
+4. the upstream URLs of the registry.
 
 Every file is checked against its sha256 (when the registry knows it) before it is used; a partial
 or corrupt download never replaces a good cached file.
@@ -47,6 +49,18 @@ class Asset:
     urls: Tuple[str, ...] = ()
     mirror_path: Optional[str] = None
     archive_member: Optional[str] = None
+    packaged: Optional[str] = None
+
+    def packaged_path(self) -> Optional[Path]:
+        """The copy shipped inside the package (``trt_pose_td/data/<packaged>``), if any."""
+        if self.packaged is None:
+            return None
+        path = DATA_DIR / self.packaged
+        return path if path.is_file() else None
+
+
+#: Package data: the shipped models (``models/``), the sample photo (``samples/``), registries.
+DATA_DIR = Path(__file__).with_name("data")
 
 
 def cache_dir() -> Path:
@@ -95,15 +109,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def model_asset(spec: ModelSpec) -> Asset:
     return Asset(spec.name, spec.file, spec.sha256, tuple(spec.urls),
-                 spec.mirror_path or f"models/{spec.file}", spec.archive_member)
+                 spec.mirror_path or f"models/{spec.file}", spec.archive_member,
+                 packaged=f"models/{spec.file}" if spec.sha256 else None)
 
 
 def _load_samples() -> Dict[str, List[Asset]]:
-    path = Path(__file__).with_name("data") / "samples.json"
-    doc = json.loads(path.read_text())
+    doc = json.loads((DATA_DIR / "samples.json").read_text())
     return {
         group: [Asset(f"{group}/{e['file']}", f"samples/{e['file']}", e["sha256"],
-                      tuple(e.get("urls", ())), e.get("mirror_path")) for e in entries]
+                      tuple(e.get("urls", ())), e.get("mirror_path"),
+                      packaged=e.get("packaged")) for e in entries]
         for group, entries in doc["samples"].items()
     }
 
@@ -165,6 +180,12 @@ def fetch(asset: Asset, progress: bool = True, cache: Optional[Path] = None) -> 
     dest = cache / asset.file
     if _verified(dest, asset.sha256):
         return dest
+    shipped = asset.packaged_path()
+    if shipped is not None:
+        if _verified(shipped, asset.sha256):
+            return shipped
+        log.warning("the packaged copy of %s (%s) fails its sha256: reinstall the package; "
+                    "looking elsewhere", asset.name, shipped)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tried: List[str] = []
     for source in _candidates(asset):
@@ -215,7 +236,8 @@ def model_path(spec: ModelSpec, progress: bool = True) -> Path:
 
 
 def sample_paths(group: str, progress: bool = True) -> List[Path]:
-    """Fetched files of a sample group (``class_photo``, ``mot17``, ``demo_video``)."""
+    """Files of a sample group (``sample``: the packaged photo; ``class_photo``, ``mot17``,
+    ``demo_video``: fetched from the mirror or upstream)."""
     if group not in SAMPLES:
         raise AssetError(f"unknown sample {group!r}; known: {', '.join(sorted(SAMPLES))}")
     return [fetch(a, progress=progress) for a in SAMPLES[group]]

@@ -15,9 +15,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from .io.sources import read_image
-from .pipeline import PoseEstimator, TopDownPipeline, summarize_times
+from .pipeline import CpuPipeline
 from .progress import progress_bar
-from .types import Detections, Frame, StageTimes
+from .stages import PoseEstimator
+from .types import Detections, Frame, StageTimes, summarize_times
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def per_person_estimator(pose: PoseEstimator) -> PoseEstimator:
     return PoseEstimator(pose.engine, pose.spec, 1, pose.refine, pose.pre)
 
 
-def bench_modes(pipeline: TopDownPipeline, frames: List[Frame], repeat: int = 3,
+def bench_modes(pipeline: CpuPipeline, frames: List[Frame], repeat: int = 3,
                 warmup: int = 1, quiet: bool = False) -> Dict[str, dict]:
     """Whole-frame runs of the batched pipeline and of the per-person loop, interleaved frame by
     frame so both see the same machine state. Returns {mode: {fps, stages, persons}}."""
@@ -41,12 +42,12 @@ def bench_modes(pipeline: TopDownPipeline, frames: List[Frame], repeat: int = 3,
     persons: List[int] = []
     for frame in frames[:warmup]:
         for est in modes.values():
-            TopDownPipeline(pipeline.detector, est)(frame)
+            next(CpuPipeline(pipeline.detector, est).stream([frame]))
     bar = progress_bar(repeat * len(frames), "frames", "frame", quiet)
     for _ in range(repeat):
         for frame in frames:
             for mode, est in modes.items():
-                result = TopDownPipeline(pipeline.detector, est)(frame)
+                result = next(CpuPipeline(pipeline.detector, est).stream([frame]))
                 times[mode].append(result.times)
             persons.append(len(result.poses))
             bar.update()
@@ -88,7 +89,7 @@ def _time_ms(fn: Callable[[], object], repeat: int) -> List[float]:
     return out
 
 
-def bench_person_counts(pipeline: TopDownPipeline, frame: Frame, counts: Sequence[int],
+def bench_person_counts(pipeline: CpuPipeline, frame: Frame, counts: Sequence[int],
                         repeat: int = 5, quiet: bool = False) -> List[dict]:
     """Keypoint stage (crop + inference + decode) at each crowd size, batched vs per person.
 
@@ -115,7 +116,7 @@ def bench_person_counts(pipeline: TopDownPipeline, frame: Frame, counts: Sequenc
     return rows
 
 
-def bench_batch_sizes(pipeline: TopDownPipeline, frame: Frame, sizes: Sequence[int],
+def bench_batch_sizes(pipeline: CpuPipeline, frame: Frame, sizes: Sequence[int],
                       persons: int = 32, repeat: int = 3) -> List[dict]:
     """Keypoint inference milliseconds per person at each max batch (how to choose it)."""
     dets = tile_detections(pipeline.detector(frame), persons)
@@ -146,7 +147,7 @@ def machine_info() -> dict:
     return info
 
 
-def best_crowd_frame(pipeline: TopDownPipeline, frames: List[Frame]) -> Optional[Frame]:
+def best_crowd_frame(pipeline: CpuPipeline, frames: List[Frame]) -> Optional[Frame]:
     """The frame where the detector finds the most persons."""
     best, count = None, -1
     for f in frames:

@@ -323,3 +323,73 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float = 
     vy = np.take_along_axis(sy, iy[..., None], 2)[..., 0]
     coords = np.stack([ix, iy], -1).astype(np.float32) / np.float32(split_ratio) + 0.5
     return coords, np.minimum(vx, vy).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Keypoint decoders as data: a registry model's ``decoder`` names one of these; the CPU and GPU
+# pipelines look its functions up here instead of branching on the name.
+Named = Dict[str, np.ndarray]
+#: (device pointer, shape) of one engine output, by role.
+DeviceOutputs = Mapping[str, Tuple[int, Tuple[int, ...]]]
+
+
+@dataclass(frozen=True)
+class KeypointDecoder:
+    """How one family of keypoint models is read.
+
+    roles: the output roles a registry spec maps to graph names; decode(named, input_size,
+    refine, options) -> keypoints (N, K, 2) float32 in crop-input pixels and scores (N, K);
+    flip_back(named of mirrored crops, perm) -> named of the unmirrored crops; gpu_decode(kernels,
+    stream, outputs, maps, input_size, refine, options, out_ptr) enqueues the GPU kernel that
+    writes (maps, 3) float32 (x, y, score) at ``out_ptr`` (``kernels`` is a
+    :class:`trt_pose_td.cuda` kernel set: duck-typed here so this module stays pure).
+    """
+
+    name: str
+    roles: Tuple[str, ...]
+    decode: Callable[[Named, Tuple[int, int], str, Mapping[str, float]],
+                     Tuple[np.ndarray, np.ndarray]]
+    flip_back: Callable[[Named, np.ndarray], Named]
+    gpu_decode: Callable[..., None]
+
+
+def _heatmap_decode(named: Named, input_size: Tuple[int, int], refine: str,
+                    options: Mapping[str, float]) -> Tuple[np.ndarray, np.ndarray]:
+    return decode_heatmaps(named["heatmaps"], input_size, refine,
+                           float(options.get("cell_offset", 0.5)))
+
+
+def _heatmap_gpu(kernels: object, stream: object, outputs: DeviceOutputs, maps: int,
+                 input_size: Tuple[int, int], refine: str, options: Mapping[str, float],
+                 out_ptr: int) -> None:
+    ptr, shape = outputs["heatmaps"]
+    kernels.decode_heatmaps(stream, ptr, maps, (shape[2], shape[3]),  # type: ignore[attr-defined]
+                            input_size, refine, out_ptr, float(options.get("cell_offset", 0.5)))
+
+
+def _simcc_decode(named: Named, input_size: Tuple[int, int], refine: str,
+                  options: Mapping[str, float]) -> Tuple[np.ndarray, np.ndarray]:
+    return decode_simcc(named["simcc_x"], named["simcc_y"], float(options.get("split_ratio", 2.0)))
+
+
+def _simcc_flip_back(named: Named, perm: np.ndarray) -> Named:
+    x, y = flip_back_simcc(named["simcc_x"], named["simcc_y"], perm)
+    return {"simcc_x": x, "simcc_y": y}
+
+
+def _simcc_gpu(kernels: object, stream: object, outputs: DeviceOutputs, maps: int,
+               input_size: Tuple[int, int], refine: str, options: Mapping[str, float],
+               out_ptr: int) -> None:
+    (xp, xs), (yp, ys) = outputs["simcc_x"], outputs["simcc_y"]
+    kernels.decode_simcc(stream, xp, xs[2], yp, ys[2], maps,  # type: ignore[attr-defined]
+                         float(options.get("split_ratio", 2.0)), out_ptr)
+
+
+KEYPOINT_DECODERS: Dict[str, KeypointDecoder] = {
+    "heatmap": KeypointDecoder(
+        "heatmap", ("heatmaps",), _heatmap_decode,
+        lambda named, perm: {"heatmaps": flip_back_heatmaps(named["heatmaps"], perm)},
+        _heatmap_gpu),
+    "simcc": KeypointDecoder("simcc", ("simcc_x", "simcc_y"), _simcc_decode, _simcc_flip_back,
+                             _simcc_gpu),
+}

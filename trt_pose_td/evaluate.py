@@ -22,15 +22,15 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import ConfigError, require
 from .io.sources import read_image
-from .metrics import oks
+from .oks import oks
 from .progress import progress_bar
-from .types import Detections, Frame, Poses, StageTimes
+from .types import Detections, Frame, FrameResult, Poses, StageTimes
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def coco_metrics(coco: Any, results: List[dict], iou_type: str, image_ids: Seque
 
 def evaluate(pipeline: Any, images_dir: Path, coco: Any, opts: EvalOptions,
              score_threshold: float = 0.0, quiet: bool = False) -> EvalResult:
-    """Run ``pipeline`` (a :class:`~.pipeline.TopDownPipeline`) over the images of ``coco``.
+    """Run ``pipeline`` (any :class:`~.api.Pipeline`) over the images of ``coco``.
 
     ``score_threshold`` filters a detection file's boxes (own boxes are filtered by the
     pipeline). Returns keypoint AP (and person-box AP unless ``opts.boxes == "gt"``).
@@ -238,15 +238,13 @@ def evaluate(pipeline: Any, images_dir: Path, coco: Any, opts: EvalOptions,
     persons = 0
     bar = progress_bar(len(image_ids), "eval", "img", quiet)
     try:
-        for n, image_id in enumerate(image_ids):
-            info = coco.loadImgs([image_id])[0]
-            path = Path(images_dir) / info["file_name"]
-            frame = Frame(read_image(str(path)), n, source=str(path))
-            poses, st = _poses_for(pipeline, frame, opts.boxes, coco, image_id, files)
+        for image_id, result in zip(image_ids, _results(pipeline, images_dir, coco, image_ids,
+                                                        opts.boxes, files)):
+            poses = result.poses
             kp_results += pose_results(image_id, poses, opts)
             bx_results += box_results(image_id, Detections(poses.boxes, poses.box_scores))
             persons += len(poses)
-            times.append(st)
+            times.append(result.times)
             bar.set_postfix(persons=persons, refresh=False)
             bar.update()
     finally:
@@ -259,20 +257,23 @@ def evaluate(pipeline: Any, images_dir: Path, coco: Any, opts: EvalOptions,
     return EvalResult(kp, bbox, tables, kp_results, bx_results, len(image_ids), persons, times)
 
 
-def _poses_for(pipeline: Any, frame: Frame, boxes: str, coco: Any, image_id: int,
-               files: Optional[Dict[int, Detections]]) -> Tuple[Poses, StageTimes]:
-    if boxes == "own":
-        result = pipeline(frame)
-        return result.poses, result.times
-    import time
+def _results(pipeline: Any, images_dir: Path, coco: Any, image_ids: Sequence[int], boxes: str,
+             files: Optional[Dict[int, Detections]]) -> Iterator[FrameResult]:
+    """The pipeline's results in image order: ``pipeline.stream`` with its own boxes (the
+    product path, overlap included), ``pipeline(frame, detections)`` with given boxes (the same
+    kernels, detector skipped)."""
+    def frames() -> Iterator[Frame]:
+        for n, image_id in enumerate(image_ids):
+            path = Path(images_dir) / coco.loadImgs([image_id])[0]["file_name"]
+            yield Frame(read_image(str(path)), n, source=str(path))
 
-    times = StageTimes()
-    t0 = time.perf_counter()
-    dets = gt_detections(coco, image_id) if files is None else \
-        files.get(image_id, Detections.empty())
-    poses = pipeline.pose(frame, dets, times)
-    times["total"] = (time.perf_counter() - t0) * 1e3
-    return poses, times
+    if boxes == "own":
+        yield from pipeline.stream(frames())
+        return
+    for image_id, frame in zip(image_ids, frames()):
+        dets = gt_detections(coco, image_id) if files is None else \
+            files.get(image_id, Detections.empty())
+        yield pipeline(frame, detections=dets)
 
 
 # --------------------------------------------------------------------------------------------

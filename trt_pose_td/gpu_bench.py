@@ -17,9 +17,8 @@ import numpy as np
 
 from .bench import machine_info, tile_detections
 from .gpu_pipeline import GpuPipeline
-from .pipeline import summarize_times
 from .progress import progress_bar
-from .types import Frame, StageTimes
+from .types import Frame, StageTimes, summarize_times
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def crop_bytes(pipeline: GpuPipeline, persons: int) -> int:
 
 def bench_frames(pipeline: GpuPipeline, frames: List[Frame], repeat: int = 2,
                  quiet: bool = False) -> Dict[str, dict]:
-    """Whole frames, sequential (``pipeline(frame)``) and overlapped (``pipeline.run``).
+    """Whole frames, sequential (``pipeline(frame)``) and overlapped (``pipeline.stream``).
 
     Returns {"sequential": {fps, stages}, "overlapped": {fps}, "persons": {...}}.
     """
@@ -55,7 +54,7 @@ def bench_frames(pipeline: GpuPipeline, frames: List[Frame], repeat: int = 2,
     seq_s = time.perf_counter() - t0
     bar.close()
     t0 = time.perf_counter()
-    count = sum(1 for _ in pipeline.run(frames * repeat))
+    count = sum(1 for _ in pipeline.stream(frames * repeat))
     overlap_s = time.perf_counter() - t0
     return {"sequential": {"fps": len(times) / seq_s, "stages": summarize_times(times)},
             "overlapped": {"fps": count / overlap_s},
@@ -76,10 +75,10 @@ def bench_crowd_sizes(pipeline: GpuPipeline, frame: Frame, counts: Sequence[int]
     bar = progress_bar(len(counts), "crowd sizes", "size", quiet)
     for count in counts:
         d = tile_detections(base, count)
-        pipeline.process(frame, d)  # warm-up at this size
+        pipeline(frame, d)  # warm-up at this size
         times, kernel_ms = [], []
         for _ in range(repeat):
-            times.append(pipeline.process(frame, d).times)
+            times.append(pipeline(frame, d).times)
             kernel_ms.append(pipeline.last_crop_kernel_ms)
         med = {s: float(np.median([t.get(s, 0.0) for t in times])) for s in STAGES}
         kernel = float(np.median(kernel_ms))

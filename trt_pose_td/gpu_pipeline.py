@@ -5,7 +5,7 @@ host memory, no copy), the warp kernel letterboxes it into the detector's input,
 its small outputs come back for box decoding (+ NMS) on the host, the crop affines go up, ONE warp
 launch crops every person into the keypoint engine's input, the keypoint engine runs once per
 profile-max chunk, the decode kernel reduces heatmaps / SimCC vectors to N x K x 3 floats, and only
-those come back. :meth:`GpuPipeline.run` overlaps frame t+1's upload and detection (detector
+those come back. :meth:`GpuPipeline.stream` overlaps frame t+1's upload and detection (detector
 stream) with frame t's keypoints (keypoint stream), with two frame slots. Stage times are CUDA
 event times (``upload``, ``det_pre``, ``det_infer``, ``crop``, ``pose_infer``) plus host time for
 ``det_post`` (D2H + decode) and ``pose_post`` (decode kernel + D2H + mapping to the frame).
@@ -16,14 +16,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple, cast
 
 import numpy as np
 
 from . import geometry
-from .backend import engine_path
+from .decode import KEYPOINT_DECODERS
 from .errors import ConfigError, EngineError, TrtPoseError
-from .pipeline import Detector, PipelineConfig, PoseEstimator, TopDownPipeline, resolve_specs
+from .io.inputs import ImageLike, as_frame, as_frames
+from .plan import Plan
+from .stages import Detector, PoseEstimator
 from .types import Detections, Frame, FrameResult, Poses, StageTimes
 
 if TYPE_CHECKING:
@@ -68,8 +70,9 @@ class _PoseJob:
     chunks: int
 
 
-class GpuPipeline(TopDownPipeline):
-    """Detector + keypoint TensorRT engines on one GPU; ``pipeline(frame) -> FrameResult``.
+class GpuPipeline:
+    """Detector + keypoint TensorRT engines on one GPU; the same protocol as
+    :class:`~.pipeline.CpuPipeline` (``pipeline(frame, detections=None)``, ``stream(frames)``).
 
     detector / pose: :class:`Detector` / :class:`PoseEstimator` over
     :class:`~trt_pose_td.engines.tensorrt.TrtEngine` s (their host paths stay usable);
@@ -77,11 +80,13 @@ class GpuPipeline(TopDownPipeline):
     GPUs). Owns the engines, device, streams and buffers: call :meth:`close`.
     """
 
+    backend = "tensorrt"
+
     def __init__(self, detector: Detector, pose: PoseEstimator, device: Any, kernels: Any,
                  max_persons: int = 100, zero_copy: Optional[bool] = None) -> None:
-        super().__init__(detector, pose)
         from .cuda.driver import DeviceBuffer, PinnedBuffer, Stream
 
+        self.detector, self.pose = detector, pose
         self.device, self.kernels = device, kernels
         info = device.info
         self.zero_copy = bool(info.integrated and info.can_map_host_memory) \
@@ -147,36 +152,32 @@ class GpuPipeline(TopDownPipeline):
 
     # ----------------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: PipelineConfig, progress: bool = True,
-                    zero_copy: Optional[bool] = None) -> GpuPipeline:
-        """Load both engines named by ``cfg`` (engine_dir, precision) on GPU 0."""
+    def from_plan(cls, plan: Plan, zero_copy: Optional[bool] = None) -> GpuPipeline:
+        """Load the plan's two engines (engine_dir, precision) on GPU 0."""
         from .cuda.driver import Device
         from .cuda.kernels import Kernels
         from .engines.tensorrt import TrtEngine, import_tensorrt
 
-        if cfg.flip or cfg.recrop:
-            raise ConfigError("--flip and --recrop are not available on the GPU pipeline yet; "
-                              "use --backend onnxruntime")
-        det_spec, pose_spec, params = resolve_specs(cfg)
+        cfg = plan.cfg
         import_tensorrt()
         device = Device(0)  # no TensorRT / no GPU: say so before asking for engines
-        paths = [engine_path(cfg, s) for s in (det_spec, pose_spec)]
+        paths = [plan.detector_file, plan.pose_file]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             device.close()
             raise EngineError(f"no TensorRT engine {', '.join(missing)}: build it on this "
                               "device with `trt-pose-td build` (or pass --engine-dir)")
-        int8 = (cfg.precision or "fp16") == "int8"
+        int8 = plan.precision == "int8"
         opened: List[Any] = [device]
         try:
             kernels = Kernels(device)
             opened.append(kernels)
             engines = []
-            for path, spec in zip(paths, (det_spec, pose_spec)):
+            for path, spec in zip(paths, (plan.detector, plan.pose)):
                 engines.append(TrtEngine(path, device, None if int8 else spec.sha256, spec))
                 opened.append(engines[-1])
-            pose = PoseEstimator(engines[1], pose_spec, engines[1].max_batch, cfg.refine)
-            return cls(Detector(engines[0], det_spec, params), pose, device, kernels,
+            pose = PoseEstimator(engines[1], plan.pose, engines[1].max_batch, cfg.refine)
+            return cls(Detector(engines[0], plan.detector, plan.params), pose, device, kernels,
                        cfg.max_persons, zero_copy)
         except BaseException:
             for thing in reversed(opened):
@@ -228,6 +229,14 @@ class GpuPipeline(TopDownPipeline):
         ev[3].record(s)
         slot.outputs = self._det.fetch_outputs(s, shapes)
         ev[4].record(s)
+
+    def _submit_upload(self, slot: _Slot, frame: Frame) -> None:
+        """Only the frame upload (given boxes: the detector is not enqueued)."""
+        slot.frame, slot.times, slot.t0 = frame, StageTimes(), time.perf_counter()
+        ev = slot.events
+        ev[0].record(self.det_stream)
+        self._stage_frame(slot, frame)
+        ev[1].record(self.det_stream)
 
     def _finish_detect(self, slot: _Slot) -> Detections:
         ev, t = slot.events, slot.times
@@ -287,18 +296,11 @@ class GpuPipeline(TopDownPipeline):
         self._chunk_events[index][0].record(s)
         k = self._keypoints
         out = self._results[1].ptr + start * k * 12
-        if spec.decoder == "heatmap":
-            name = spec.outputs["heatmaps"]
-            _, _, hh, hw = shapes[name]
-            self.kernels.decode_heatmaps(
-                s, self._pose.device_ptr(name), count * k, (hh, hw), spec.preprocess.input_size,
-                self.pose.refine, out, float(spec.decoder_options.get("cell_offset", 0.5)))
-        else:
-            nx, ny = spec.outputs["simcc_x"], spec.outputs["simcc_y"]
-            self.kernels.decode_simcc(
-                s, self._pose.device_ptr(nx), shapes[nx][2], self._pose.device_ptr(ny),
-                shapes[ny][2], count * k, float(spec.decoder_options.get("split_ratio", 2.0)),
-                out)
+        outputs = {role: (self._pose.device_ptr(name), tuple(shapes[name]))
+                   for role, name in spec.outputs.items()}
+        KEYPOINT_DECODERS[spec.decoder].gpu_decode(
+            self.kernels, s, outputs, count * k, spec.preprocess.input_size, self.pose.refine,
+            spec.decoder_options, out)
         self._chunk_events[index][1].record(s)
 
     def _finish_pose(self, job: _PoseJob) -> Poses:
@@ -321,38 +323,56 @@ class GpuPipeline(TopDownPipeline):
         return poses
 
     # ----------------------------------------------------------------------------------------
-    def process(self, frame: Frame, detections: Optional[Detections] = None) -> FrameResult:
-        """One frame, start to end; ``detections`` replaces the detector's boxes (benchmarks)."""
+    def __call__(self, image: ImageLike, detections: Optional[Detections] = None
+                 ) -> FrameResult:
+        """One frame, start to end; ``detections`` (frame pixels) replace the detector, which
+        is then not enqueued at all (the frame is only uploaded for the crop kernel)."""
         if self._closed:
             raise EngineError("GPU pipeline is closed")
+        frame = as_frame(image)
         self.device.make_current()
         slot = self._slots[0]
-        self._submit_detect(slot, frame)
-        dets = self._finish_detect(slot)
-        if detections is not None:
+        if detections is None:
+            self._submit_detect(slot, frame)
+            dets = self._finish_detect(slot)
+        else:
+            self._submit_upload(slot, frame)
             dets = detections
         poses = self._finish_pose(self._submit_pose(slot, dets)) if len(dets) else Poses.empty()
         slot.times["total"] = (time.perf_counter() - slot.t0) * 1e3
         return FrameResult(frame, poses, slot.times)
 
-    def __call__(self, frame: Frame) -> FrameResult:
-        return self.process(frame)
-
-    def run(self, frames: Iterable[Frame]) -> Iterator[FrameResult]:
-        """Results in order, frame t+1's upload + detection overlapping frame t's keypoints."""
+    def stream(self, frames: Any) -> Iterator[FrameResult]:
+        """Results in frame order, frame t+1's upload + detection (detector stream) overlapping
+        frame t's keypoints (keypoint stream), two frame slots. When ``frames`` ends or raises,
+        the frame in flight is finished and yielded first (then the error propagates)."""
         if self._closed:
             raise EngineError("GPU pipeline is closed")
         self.device.make_current()
         pending: Optional[Tuple[_Slot, Optional[_PoseJob]]] = None
-        for i, frame in enumerate(frames):
+        source = iter(as_frames(frames))
+        error: Optional[Exception] = None
+        i = 0
+        while True:
+            try:
+                frame = next(source)
+            except StopIteration:
+                break
+            except Exception as exc:  # drain what is in flight, then re-raise
+                error = exc
+                break
             slot = self._slots[i % 2]
+            i += 1
             self._submit_detect(slot, frame)
             if pending is not None:
-                yield self._complete(*pending)
+                done, pending = pending, None
+                yield self._complete(*done)
             dets = self._finish_detect(slot)
             pending = (slot, self._submit_pose(slot, dets) if len(dets) else None)
         if pending is not None:
             yield self._complete(*pending)
+        if error is not None:
+            raise error
 
     def _complete(self, slot: _Slot, job: Optional[_PoseJob]) -> FrameResult:
         poses = self._finish_pose(job) if job is not None else Poses.empty()

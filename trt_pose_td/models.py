@@ -199,7 +199,9 @@ for _spec in (
 ):
     register(_spec)
 
-DEFAULT_DETECTOR = "rtmdet_nano_person"
+#: The raw-head RTMDet (our NMS): same accuracy as the NMS-in-graph file, parses on TensorRT 8.5
+#: (whose TopK cannot take K from a Shape chain), and ships inside the package.
+DEFAULT_DETECTOR = "rtmdet_nano_person_raw"
 DEFAULT_POSE = "pp_tinypose_256x192"
 
 

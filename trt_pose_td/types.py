@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, Optional, Union, cast
+from typing import Dict, Iterator, List, Optional, Union, cast
 
 import numpy as np
 
@@ -135,20 +135,6 @@ class Poses:
         for i in range(len(self)):
             yield self[i]
 
-    def instance_scores(self, keypoint_threshold: float = 0.2) -> np.ndarray:
-        """(N,) float32: box score x mean score of the keypoints above ``keypoint_threshold``.
-
-        The COCO convention of top-down pipelines (mmpose, HRNet): a person whose keypoints the
-        model is unsure of ranks below a confident one with the same box score.
-        """
-        if len(self) == 0:
-            return np.zeros((0,), np.float32)
-        visible = self.keypoint_scores > keypoint_threshold
-        counts = visible.sum(axis=1)
-        sums = np.where(visible, self.keypoint_scores, 0.0).sum(axis=1)
-        mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-        return (self.box_scores * mean).astype(np.float32)
-
     def to_list(self) -> list:
         """JSON-ready persons: ``[{"box", "score", "keypoints": [[x, y, s] x 17]}]``."""
         out = []
@@ -164,14 +150,14 @@ class Poses:
 
 
 class StageTimes(Dict[str, float]):
-    """Milliseconds per pipeline stage, in execution order (``{"detect": 12.1, ...}``)."""
+    """Milliseconds per pipeline stage, in execution order (``{"detect": 12.1, ...}``).
+
+    The pipelines also record ``"total"``: the frame's wall time from entry to result, not a
+    sum of the other entries (on the GPU the stages of two frames overlap).
+    """
 
     def add(self, stage: str, ms: float) -> None:
         self[stage] = self.get(stage, 0.0) + ms
-
-    @property
-    def total(self) -> float:
-        return float(sum(self.values()))
 
 
 @dataclass
@@ -190,3 +176,16 @@ class FrameResult:
             "timestamp": round(self.frame.timestamp, 6),
             "persons": self.poses.to_list(),
         }
+
+
+def summarize_times(all_times: List[StageTimes]) -> Dict[str, Dict[str, float]]:
+    """Per stage: mean, median and p90 milliseconds over frames (stages in first-seen order)."""
+    stages: List[str] = []
+    for t in all_times:
+        stages.extend(s for s in t if s not in stages)
+    out: Dict[str, Dict[str, float]] = {}
+    for s in stages:
+        v = np.array([t.get(s, 0.0) for t in all_times], np.float64)
+        out[s] = {"mean": float(v.mean()), "median": float(np.median(v)),
+                  "p90": float(np.percentile(v, 90)), "n": int(len(v))}
+    return out

@@ -116,11 +116,11 @@ def test_jobs_name_engines_by_model_precision_and_mode(shared, tmp_path):
         ("pose", "pp_tinypose_256x192.int8-qdq.engine")]
     assert jobs[0].size == (416, 416) and jobs[1].size == (192, 256)
     # ... and the runtime looks for exactly these files
-    from trt_pose_td.backend import engine_path
-    from trt_pose_td.pipeline import PipelineConfig, resolve_specs
+    from trt_pose_td.config import PipelineConfig
+    from trt_pose_td.plan import engine_path, model_specs
 
     cfg = PipelineConfig(precision="int8", int8_mode="qdq", engine_dir=str(tmp_path))
-    assert [engine_path(cfg, s).name for s in resolve_specs(cfg)[:2]] == \
+    assert [engine_path(cfg, s).name for s in model_specs(cfg, int8_qdq=True)] == \
         [j.engine.name for j in jobs]
     assert jobs[0].engine.parent == tmp_path.resolve() and jobs[0].onnx.is_file()
     (only,) = plan_jobs(BuildOptions(only="pose", pose="pp_tinypose_128x96", output=str(tmp_path)),

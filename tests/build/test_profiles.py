@@ -19,8 +19,15 @@ def onnx_inputs(path: Path) -> dict:
             for i in model.graph.input if i.name not in inits}
 
 
-def test_keypoint_profiles_on_the_batch_axis(shared):
-    inputs = onnx_inputs(shared / "models" / "pp_tinypose_256x192.onnx")
+def packaged(name: str) -> Path:
+    from trt_pose_td.assets import model_path
+    from trt_pose_td.models import get_spec
+
+    return model_path(get_spec(name), progress=False)
+
+
+def test_keypoint_profiles_on_the_batch_axis():
+    inputs = onnx_inputs(packaged("pp_tinypose_256x192"))
     assert inputs == {"image": [-1, 3, 256, 192]}
     profiles = engine_profiles(inputs, [BatchRange(1, 8, 32), BatchRange(1, 1, 4)], (192, 256))
     assert profiles[0] == {"image": {"min": [1, 3, 256, 192], "opt": [8, 3, 256, 192],
@@ -31,8 +38,8 @@ def test_keypoint_profiles_on_the_batch_axis(shared):
     assert meta.max_batch == 32  # what the runtime reads back from the sidecar
 
 
-def test_detector_at_its_chosen_size(shared):
-    inputs = onnx_inputs(shared / "models" / "rtmdet_nano_person_nms.onnx")
+def test_detector_at_its_chosen_size():
+    inputs = onnx_inputs(packaged("rtmdet_nano_person_raw"))
     assert inputs == {"input": [-1, 3, -1, -1]}
     for size in ((320, 320), (416, 416), (640, 640)):
         (profile,) = engine_profiles(inputs, [BatchRange(1, 1, 1)], size)

@@ -60,14 +60,15 @@ def test_tensorrt_engine_without_tensorrt_says_where_it_comes_from(tmp_path):
 
 def test_auto_backend_falls_back_to_onnxruntime(standins):
     _no_gpu()
-    from trt_pose_td.backend import resolve_backend, tensorrt_unavailable
+    from trt_pose_td.api import open_pipeline
+    from trt_pose_td.config import PipelineConfig
     from trt_pose_td.gpu_pipeline import GpuPipeline
-    from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline
+    from trt_pose_td.plan import resolve_backend, tensorrt_unavailable
 
     cfg = PipelineConfig(detector=str(standins["detector"]), pose=str(standins["heatmap"]),
-                         backend="auto")
+                         detector_like="rtmdet_nano_person", backend="auto")
     assert tensorrt_unavailable(cfg) and resolve_backend(cfg) == "onnxruntime"
-    with TopDownPipeline.from_config(cfg, progress=False) as pipe:
+    with open_pipeline(cfg) as pipe:
         assert not isinstance(pipe, GpuPipeline)
         from trt_pose_td.types import Frame
 
@@ -82,22 +83,23 @@ def test_tensorrt_backend_here_is_a_one_line_cli_error(standins, tmp_path, capsy
 
     cv2.imwrite(str(tmp_path / "frame.jpg"), np.zeros((48, 64, 3), np.uint8))
     rc = main(["run", str(tmp_path / "frame.jpg"), "-o", str(tmp_path / "out"), "--backend",
-               "tensorrt", "--detector", str(standins["detector"]), "--pose",
-               str(standins["heatmap"])])
+               "tensorrt", "--detector", str(standins["detector"]), "--detector-like",
+               "rtmdet_nano_person", "--pose", str(standins["heatmap"])])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("trt-pose-td run: error:") and "\n" not in err
     assert "TensorRT" in err or "GPU" in err or "driver" in err
 
 
 def test_engine_paths_follow_the_builder_names(tmp_path):
-    from trt_pose_td.backend import engine_path
+    from trt_pose_td.config import PipelineConfig
     from trt_pose_td.models import get_spec
-    from trt_pose_td.pipeline import PipelineConfig
+    from trt_pose_td.plan import engine_path
 
     spec = get_spec("pp_tinypose_256x192")
     cfg = PipelineConfig(engine_dir=str(tmp_path))
     assert engine_path(cfg, spec) == tmp_path / "pp_tinypose_256x192.fp16.engine"
     cfg = PipelineConfig(engine_dir=str(tmp_path), precision="int8", int8_mode="qdq")
     assert engine_path(cfg, spec).name == "pp_tinypose_256x192.int8-qdq.engine"
-    with pytest.raises(TrtPoseError, match="int8_mode"):
-        engine_path(PipelineConfig(precision="int8"), spec)
+    # int8 without a mode means qdq, for the CLI, the TOML and the Python API alike
+    assert engine_path(PipelineConfig(precision="int8"), spec).name == \
+        "pp_tinypose_256x192.int8-qdq.engine"

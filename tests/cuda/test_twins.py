@@ -32,11 +32,17 @@ def _levels(a, b, std):
 
 
 @pytest.mark.parametrize("model", ["pp_tinypose_256x192", "rtmpose_s", "pp_tinypose_128x96"])
-def test_warp_twin_matches_cv2_on_real_frames(shared, model):
+def test_warp_twin_matches_cv2_on_real_frames(sample_photo, model):
+    """The packaged photo, plus COCO and MOT17 frames when the data mirror is there."""
+    from tests.conftest import mirror_path
+
     p = get_spec(model).preprocess
     rng = np.random.default_rng(7)
-    paths = sorted((shared / "coco/val2017").glob("*.jpg"))[:6] + \
-        sorted((shared / "crowd/MOT17").rglob("*.jpg"))[:1]
+    paths = [sample_photo]
+    shared = mirror_path()
+    if shared is not None:
+        paths += sorted((shared / "coco/val2017").glob("*.jpg"))[:6] + \
+            sorted((shared / "crowd/MOT17").rglob("*.jpg"))[:1]
     worst = 0.0
     for path in paths:
         img = cv2.imread(str(path))
@@ -149,18 +155,19 @@ def test_simcc_twin_equals_cpu_decoder():
     assert got[0][1, 2, 0] == pytest.approx(10 / 1.5 + 0.5)
 
 
-def test_dark_twin_on_real_model_heatmaps(shared):
+def test_dark_twin_on_real_model_heatmaps(sample_photo):
     """Real PP-TinyPose heatmaps of real crops: the twin's DARK equals the CPU decoder."""
+    from trt_pose_td.assets import model_path
     from trt_pose_td.engines.onnxruntime import OrtEngine
 
     spec = get_spec("pp_tinypose_256x192")
     p = spec.preprocess
-    img = cv2.imread(str(shared / "coco/val2017/000000002299.jpg"))
+    img = cv2.imread(str(sample_photo))
     boxes = _random_boxes(np.random.default_rng(2), img.shape[1], img.shape[0], 6)
     c, s = geometry.box_to_center_size(boxes, p.aspect, p.padding)
     crops = CpuPreprocessor().warp_batch(img, geometry.crop_affines(c, s, p.input_size),
                                          p.input_size, p.mean, p.std, p.channel_order)
-    with OrtEngine(shared / "models" / spec.file) as engine:
+    with OrtEngine(model_path(spec, progress=False)) as engine:
         maps = engine.infer({spec.input_name: crops})[spec.outputs["heatmaps"]]
     ref_k, ref_s = decode.decode_heatmaps(maps, p.input_size, "dark")
     got_k, got_s = twins.decode_heatmaps_twin(maps, p.input_size, "dark")
@@ -171,23 +178,26 @@ def test_dark_twin_on_real_model_heatmaps(shared):
 
 def test_twin_preprocessor_in_the_cpu_pipeline(standins):
     """``--preprocessor twin`` runs the CPU pipeline with the GPU kernel's sampling."""
+    from trt_pose_td.api import open_pipeline
     from trt_pose_td.cli import build_parser
     from trt_pose_td.cli.common import config_from_args
+    from trt_pose_td.config import PipelineConfig
     from trt_pose_td.errors import ConfigError
-    from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline, make_preprocessor
+    from trt_pose_td.stages import make_preprocessor
     from trt_pose_td.types import Frame
 
     img = np.zeros((480, 640, 3), np.uint8)
     img[199:202, 99:102] = 255
     args = build_parser().parse_args(["run", "--preprocessor", "twin", "--detector",
-                                      str(standins["detector"]), "--pose",
+                                      str(standins["detector"]), "--detector-like",
+                                      "rtmdet_nano_person", "--pose",
                                       str(standins["heatmap"])])
     cfg = config_from_args(args)
     assert cfg.preprocessor == "twin"
     results = {}
     for name in ("twin", "cv2"):
         c = PipelineConfig(**{**cfg.as_dict(), "preprocessor": name})
-        with TopDownPipeline.from_config(c, progress=False) as pipe:
+        with open_pipeline(c) as pipe:
             assert type(pipe.pose.pre).__name__ == ("TwinPreprocessor" if name == "twin"
                                                     else "CpuPreprocessor")
             results[name] = pipe(Frame(img)).poses

@@ -55,27 +55,27 @@ qos = 1
     cfg = config("--config", path)
     assert cfg.service.camera == "door" and cfg.source.reconnect_max_s == 10.0
     assert cfg.pipeline.pose == "pp_tinypose_128x96"
-    assert cfg.pipeline.detector_input == (416, 416) and cfg.pipeline.pose_max_batch == 4
+    assert cfg.pipeline.det_size == (416, 416) and cfg.pipeline.max_batch == 4
     assert cfg.pipeline.score_threshold == 0.5
     assert cfg.service.stale_after_s == 10.0  # untouched default
     cfg = config("--config", path, "--set", "mqtt.qos=2", "--set", "pipeline.det_size=[320, 256]",
                  "--set", "service.camera=\"gate\"")
-    assert cfg.mqtt.qos == 2 and cfg.pipeline.detector_input == (320, 256)
+    assert cfg.mqtt.qos == 2 and cfg.pipeline.det_size == (320, 256)
     assert cfg.service.camera == "gate"
     cfg = config("--config", path, "--set", "mqtt.qos=2", "/dev/video1", "--mqtt-qos", "0",
                  "--mqtt", "10.0.0.5:1884", "--camera", "yard", "--det-size", "640",
                  "--max-batch", "16", "--http", "127.0.0.1:9000", "--loop")
     assert cfg.source.uri == "/dev/video1" and cfg.source.loop
     assert cfg.mqtt.qos == 0 and (cfg.mqtt.host, cfg.mqtt.port) == ("10.0.0.5", 1884)
-    assert cfg.service.camera == "yard" and cfg.pipeline.detector_input == (640, 640)
-    assert cfg.pipeline.pose_max_batch == 16 and cfg.pipeline.pose == "pp_tinypose_128x96"
+    assert cfg.service.camera == "yard" and cfg.pipeline.det_size == (640, 640)
+    assert cfg.pipeline.max_batch == 16 and cfg.pipeline.pose == "pp_tinypose_128x96"
     assert (cfg.http.host, cfg.http.port) == ("127.0.0.1", 9000)
 
 
 def test_a_flag_equal_to_its_default_still_beats_the_file(tmp_path):
     path = write(tmp_path, '[source]\nuri = "x.mp4"\n[pipeline]\nmax_batch = 4\n')
-    assert config("--config", path, "--max-batch", "8").pipeline.pose_max_batch == 8
-    assert config("--config", path).pipeline.pose_max_batch == 4
+    assert config("--config", path, "--max-batch", "8").pipeline.max_batch == 8
+    assert config("--config", path).pipeline.max_batch == 4
 
 
 def test_password_is_masked_in_the_logged_config(tmp_path):
@@ -94,7 +94,8 @@ def test_password_is_masked_in_the_logged_config(tmp_path):
     ('[source]\nuri = "x"\n[pipeline]\nbackend = "cuda"', "backend must be one of auto, "),
     ('[source]\nuri = "x"\n[pipeline]\ndetsize = 320', "unknown key 'detsize' (did you mean"),
     ('[source]\nuri = "x"\n[pipeline]\ndet_size = "big"', "det_size: size must be N or WxH"),
-    ('[source]\nuri = "x"\n[pipeline]\nmax_batch = 0', "--max-batch must be >= 1"),
+    ('[source]\nuri = "x"\n[pipeline]\nmax_batch = 0',
+     "max_batch (--max-batch) must be an integer >= 1"),
     ('[source]\nuri = "x"\n[source]\nflip = 9', "Cannot declare"),  # TOML: table twice
     ('[source]\nuri = "x"\nflip = 9', "[source] flip must be 0..7"),
     ('[service]\ncamera = "a/b"\n[source]\nuri = "x"', "camera must be a non-empty name"),

@@ -54,7 +54,7 @@ def output_dir(opts: BuildOptions) -> Path:
 
 def job_spec(opts: BuildOptions, role: str) -> ModelSpec:
     """The registry spec (or a spec for an ONNX path) of ``role``, input size applied."""
-    from ..pipeline import int8_model, resolve_spec
+    from ..plan import int8_model, resolve_spec
 
     if role == "detector":
         detector, like = opts.detector, opts.detector_like

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from .. import bench
+from ..api import open_pipeline
+from ..config import PipelineConfig
 from ..errors import ConfigError
 from ..io.sources import expand_images
-from ..pipeline import PipelineConfig, TopDownPipeline
 from .common import add_pipeline_args, config_from_args, format_table, parse_int_list
 
 
@@ -53,11 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames:
         paths = paths[: args.max_frames]
     frames = bench.load_frames(paths)
-    from ..backend import resolve_backend
-
-    if resolve_backend(cfg) == "tensorrt":
-        return run_gpu(args, cfg, frames, paths)
-    with TopDownPipeline.from_config(cfg, progress=not args.quiet) as pipeline:
+    with open_pipeline(cfg, progress=not args.quiet) as pipeline:
+        if pipeline.backend == "tensorrt":
+            return run_gpu(args, cfg, pipeline, frames, paths)
         modes = bench.bench_modes(pipeline, frames, args.repeat, quiet=args.quiet)
         crowd = bench.best_crowd_frame(pipeline, frames)
         sweep = bench.bench_person_counts(pipeline, crowd, args.persons, quiet=args.quiet) \
@@ -97,16 +97,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_gpu(args: argparse.Namespace, cfg: PipelineConfig, frames: list, paths: list) -> int:
+def run_gpu(args: argparse.Namespace, cfg: PipelineConfig, pipeline: Any, frames: list,
+            paths: list) -> int:
     """``--backend tensorrt``: the GPU pipeline's tables (see :mod:`trt_pose_td.gpu_bench`)."""
     from .. import gpu_bench
-    from ..gpu_pipeline import GpuPipeline
 
-    with GpuPipeline.from_config(cfg, progress=not args.quiet) as pipeline:
-        whole = gpu_bench.bench_frames(pipeline, frames, args.repeat, args.quiet)
-        crowd = max(frames, key=lambda f: len(pipeline(f).poses))
-        sweep = gpu_bench.bench_crowd_sizes(pipeline, crowd, args.persons, quiet=args.quiet)
-        info = gpu_bench.gpu_machine_info(pipeline)
+    whole = gpu_bench.bench_frames(pipeline, frames, args.repeat, args.quiet)
+    crowd = max(frames, key=lambda f: len(pipeline(f).poses))
+    sweep = gpu_bench.bench_crowd_sizes(pipeline, crowd, args.persons, quiet=args.quiet)
+    info = gpu_bench.gpu_machine_info(pipeline)
     seq, pm = whole["sequential"], whole["persons"]
     print(format_table(("stage", "median ms", "p90 ms"),
                        [(st, v["median"], v["p90"]) for st, v in seq["stages"].items()],

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..config import BACKENDS, PREPROCESSORS, PipelineConfig
 from ..decode import REFINEMENTS
 from ..engine_meta import INT8_MODES, PRECISIONS
-from ..engines import BACKENDS
-from ..errors import ConfigError
 from ..models import DEFAULT_DETECTOR, DEFAULT_POSE, REGISTRY
-from ..pipeline import PREPROCESSORS, PipelineConfig
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -78,7 +77,7 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="NMS IoU for detectors without NMS in the graph (default: %(default)s)")
     t.add_argument("--max-persons", type=int, default=d.max_persons,
                    help="most persons per frame (default: %(default)s)")
-    t.add_argument("--max-batch", type=int, default=d.pose_max_batch,
+    t.add_argument("--max-batch", type=int, default=d.max_batch,
                    help="persons per keypoint-model call (default: %(default)s, measured best "
                         "on a 2-core CPU; GPUs want the engine profile's max)")
     t.add_argument("--refine", choices=REFINEMENTS, default=d.refine,
@@ -95,19 +94,8 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    if args.max_batch < 1:
-        raise ConfigError(f"--max-batch must be >= 1, not {args.max_batch}")
-    if not 0.0 <= args.score_threshold <= 1.0:
-        raise ConfigError(f"--score-threshold must be in [0, 1], not {args.score_threshold}")
-    return PipelineConfig(
-        detector=args.detector, pose=args.pose, detector_like=args.detector_like,
-        pose_like=args.pose_like, detector_input=args.det_size,
-        score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
-        max_persons=args.max_persons, pose_max_batch=args.max_batch, refine=args.refine,
-        box_padding=args.box_padding, flip=args.flip, recrop=args.recrop,
-        backend=args.backend, threads=args.threads,
-        preprocessor=args.preprocessor, engine_dir=args.engine_dir, precision=args.precision,
-        int8_mode=(args.int8_mode or "qdq") if args.precision == "int8" else args.int8_mode)
+    """The :class:`PipelineConfig` of the pipeline flags (flag = field name; validated there)."""
+    return PipelineConfig(**{f.name: getattr(args, f.name) for f in fields(PipelineConfig)})
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]],

@@ -86,8 +86,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..api import open_pipeline
     from ..evaluate import compare, evaluate, load_coco, read_summary, summary_doc, write_outputs
-    from ..pipeline import TopDownPipeline, summarize_times
+    from ..types import summarize_times
 
     cfg = config_from_args(args)
     images = path_or_mirror(args.images, DEV_IMAGES, "--images")
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     baseline = read_summary(Path(args.compare)) if args.compare else None
     coco = load_coco(annotations)
     log.info("config: %s; eval: %s", cfg.as_dict(), opts)
-    with TopDownPipeline.from_config(cfg, progress=not args.quiet) as pipeline:
+    with open_pipeline(cfg, progress=not args.quiet) as pipeline:
         if args.heatmap_offset is not None:
             spec = pipeline.pose.spec
             pipeline.pose.spec = replace(spec, decoder_options=dict(

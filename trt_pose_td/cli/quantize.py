@@ -100,8 +100,7 @@ def _write_sensitivity(name: str, qdq: Path, images: Path, annotations: Optional
     from ..assets import model_path, sha256_file
     from ..calibration import load_or_make
     from ..models import get_spec
-    from ..qdq_sensitivity import conv_sensitivity, pick_float_convs
-    from ..quantize import prepared_float_model
+    from ..quantize import conv_sensitivity, pick_float_convs, prepared_float_model
 
     spec = get_spec(name).with_input_size(size)
     onnx_path = model_path(spec, not quiet)

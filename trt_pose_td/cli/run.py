@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 from pathlib import Path
 from typing import List
 
+from ..api import open_pipeline
 from ..io.sinks import ImageSink, JsonlSink, Sink, VideoSink
 from ..io.sources import VideoSource, open_source
-from ..pipeline import TopDownPipeline, summarize_times
 from ..progress import progress_bar
-from ..types import StageTimes
+from ..types import StageTimes, summarize_times
 from .common import add_pipeline_args, config_from_args, stage_table
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "keypoints[[x, y, score] x 17]] in original-image pixels) plus annotated "
                     "images (DIR/<name>.jpg) or an annotated video (DIR/<name>.mp4). Ends with "
                     "a per-stage timing table.",
-        epilog="examples:\n  trt-pose-td run                      # the sample class photo\n"
+        epilog="examples:\n  trt-pose-td run                      # the packaged sample photo\n"
                "  trt-pose-td run photos/ -o out       # every image of a folder\n"
                "  trt-pose-td run 'shots/*.png' --det-size 416\n"
                "  trt-pose-td run clip.mp4 -o out --pose pp_tinypose_128x96",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", nargs="?", default=None,
-                   help="image, folder, glob or video file (default: the sample class photo, "
-                        "COCO val2017 000000002299.jpg, fetched on first use)")
+                   help="image, folder, glob or video file (default: the sample photo shipped "
+                        "in the package, COCO val2017 000000001000.jpg, CC BY 2.0)")
     p.add_argument("-o", "--output", default="out", metavar="DIR",
                    help="output folder (default: %(default)s)")
     p.add_argument("--no-draw", action="store_true", help="write poses.jsonl only")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if uri is None:
         from ..assets import sample_paths
 
-        uri = str(sample_paths("class_photo")[0])
+        uri = str(sample_paths("sample")[0])
     source = open_source(uri)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,18 +74,16 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames and total:
         total = min(total, args.max_frames)
     bar = progress_bar(total, "", "frame", args.quiet or total == 1)
-    with TopDownPipeline.from_config(cfg, progress=not args.quiet) as pipeline:
+    with open_pipeline(cfg, progress=not args.quiet) as pipeline:
         try:
-            for frame in source:
-                result = pipeline(frame)
+            frames = itertools.islice(source, args.max_frames or None)
+            for result in pipeline.stream(frames):
                 for sink in sinks:
                     sink.write(result)
                 times.append(result.times)
                 persons += len(result.poses)
                 bar.set_postfix(persons=len(result.poses), refresh=False)
                 bar.update()
-                if args.max_frames and len(times) >= args.max_frames:
-                    break
         finally:
             bar.close()
             for sink in sinks:

@@ -8,8 +8,8 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..config import PipelineConfig
 from ..errors import ConfigError, SourceError
-from ..pipeline import PipelineConfig
 from ..service import config as svc_config
 from .common import add_pipeline_args, config_from_args
 

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union, get_type_hints
 
+from ..config import PipelineConfig
 from ..errors import ConfigError
 from ..io.capture import CaptureOptions
-from ..pipeline import PipelineConfig
 
 T = TypeVar("T")
 

@@ -14,15 +14,15 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import asdict
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 from .. import __version__
+from ..api import Pipeline, open_pipeline
 from ..errors import TrtPoseError
 from ..io.capture import CaptureSource, FileFeed, is_live_uri, open_capture
 from ..io.sinks import JsonlSink, Sink
 from ..io.sources import open_source
-from ..pipeline import TopDownPipeline
-from ..types import FrameResult
+from ..types import Frame, FrameResult
 from .config import ServiceConfig, mqtt_password
 from .http import HttpServer
 from .preview import Preview
@@ -92,6 +92,7 @@ class Service:
     def __init__(self, cfg: ServiceConfig, notifier: Optional[Notifier] = None) -> None:
         self.cfg = cfg
         self.notifier = notifier or Notifier()
+        self._next_status = 0.0
         p = cfg.pipeline
         self.stats = ServiceStats(cfg.service.camera, {
             "version": __version__, "backend": p.backend, "detector": p.detector,
@@ -117,7 +118,7 @@ class Service:
             self._start_http(stack)
             self.stats.set_phase("loading")
             self.notifier.status("loading engines")
-            pipeline = TopDownPipeline.from_config(self.cfg.pipeline, progress=False)
+            pipeline = open_pipeline(self.cfg.pipeline)
             stack.callback(self._close_pipeline, pipeline)
             self._open_sinks(stack)
             feed = self._open_feed()
@@ -174,7 +175,7 @@ class Service:
             sink.close(max(0.5, deadline - time.monotonic()))
 
     @staticmethod
-    def _close_pipeline(pipeline: TopDownPipeline) -> None:
+    def _close_pipeline(pipeline: Pipeline) -> None:
         pipeline.close()
         log.info("engines closed")
 
@@ -183,40 +184,50 @@ class Service:
         self.notifier.stopping()
 
     # -- the loop -----------------------------------------------------------------------------
-    def _loop(self, pipeline: TopDownPipeline, feed: Feed) -> int:
+    def _loop(self, pipeline: Pipeline, feed: Feed) -> int:
+        """Results of ``pipeline.stream`` over the feed go to the sinks. A frame that fails
+        is counted and the stream restarts on the next frame; ``max_consecutive_errors`` in a
+        row exit 1 so systemd restarts the service."""
+        svc = self.cfg.service
+        failed_in_row = processed = 0
+        self._next_status = time.monotonic() + svc.status_interval_s
+        while not self.stop_event.is_set():
+            try:
+                for result in pipeline.stream(self._frames(feed)):
+                    failed_in_row = 0
+                    processed += 1
+                    self._deliver(result)
+                    if svc.max_frames and processed >= svc.max_frames:
+                        log.info("processed %d frame(s) (max_frames): stopping", svc.max_frames)
+                        return 0
+                return 0  # the source ended or a stop was requested: frames in flight drained
+            except Exception as exc:  # one bad frame must not end a camera service
+                failed_in_row += 1
+                self.stats.error()
+                self._log_failure(exc, failed_in_row)
+                if failed_in_row >= svc.max_consecutive_errors:
+                    log.error("%d frames failed in a row: exiting so the service restarts",
+                              failed_in_row)
+                    return 1
+        return 0
+
+    def _frames(self, feed: Feed) -> Iterator[Frame]:
+        """The feed's frames until it ends or a stop is requested. Between frames (and while the
+        source is quiet) it pings the watchdog and writes the periodic status line, so health
+        stays current however long the pipeline keeps a frame in flight."""
         svc = self.cfg.service
         poll = 0.5 if self.notifier.watchdog_s is None else min(0.5, self.notifier.watchdog_s / 2)
-        failed_in_row = processed = 0
-        next_status = time.monotonic() + svc.status_interval_s
         while not self.stop_event.is_set():
             self.notifier.watchdog()
-            frame = feed.read(timeout=poll)
-            if frame is None:
-                if feed.ended:
-                    log.info("source ended: stopping")
-                    break
-            else:
-                try:
-                    result = pipeline(frame)
-                except Exception as exc:  # one bad frame must not end a camera service
-                    failed_in_row += 1
-                    self.stats.error()
-                    self._log_failure(exc, failed_in_row)
-                    if failed_in_row >= svc.max_consecutive_errors:
-                        log.error("%d frames failed in a row: exiting so the service restarts",
-                                  failed_in_row)
-                        return 1
-                    continue
-                failed_in_row = 0
-                processed += 1
-                self._deliver(result)
-                if svc.max_frames and processed >= svc.max_frames:
-                    log.info("processed %d frame(s) (max_frames): stopping", svc.max_frames)
-                    break
-            if time.monotonic() >= next_status:
-                next_status = time.monotonic() + svc.status_interval_s
+            if time.monotonic() >= self._next_status:
+                self._next_status = time.monotonic() + svc.status_interval_s
                 self._report()
-        return 0
+            frame = feed.read(timeout=poll)
+            if frame is not None:
+                yield frame
+            elif feed.ended:
+                log.info("source ended: stopping")
+                return
 
     def _deliver(self, result: FrameResult) -> None:
         self.stats.record(result)

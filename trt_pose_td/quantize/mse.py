@@ -15,8 +15,9 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .errors import require
-from .progress import track
+from ..errors import require
+from ..progress import track
+from .graph import Producers, activation_groups
 
 log = logging.getLogger(__name__)
 
@@ -59,36 +60,20 @@ class _ConvRunner:
         return np.asarray(self.session.run(["y"], {"x": x})[0])
 
 
-def _activation_groups(model: Any) -> Dict[str, List[Tuple[Any, Any]]]:
-    """activation scale initializer -> [(Q node, Conv node)] for Convs fed by a Q/DQ pair."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    groups: Dict[str, List[Tuple[Any, Any]]] = {}
-    for node in model.graph.node:
-        if node.op_type != "Conv":
-            continue
-        dq = producers.get(node.input[0])
-        if dq is None or dq.op_type != "DequantizeLinear":
-            continue
-        q = producers.get(dq.input[0])
-        if q is None or q.op_type != "QuantizeLinear" or q.input[1] != dq.input[1]:
-            continue
-        groups.setdefault(q.input[1], []).append((q, node))
-    return groups
-
-
-def _float_weight(model: Any, conv: Any, inits: Dict[str, np.ndarray]
+def _float_weight(prod: Producers, conv: Any, inits: Dict[str, np.ndarray]
                   ) -> Tuple[np.ndarray, Any]:
     """The Conv's int8-rounded weight (float) and its float bias (or None)."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    w_dq = producers[conv.input[1]]
-    w_q = producers.get(w_dq.input[0])
-    if w_q is not None and w_q.op_type == "QuantizeLinear":
+    pair = prod.qdq(conv.input[1])
+    if pair is None:
+        raise ValueError(f"Conv {conv.name}: its weight has no DequantizeLinear")
+    if pair.q is not None:
+        w_q = pair.q
         w = inits[w_q.input[0]].astype(np.float32)
         weight = _fake_quant(w, inits[w_q.input[1]].astype(np.float32), -127,
                              0 if inits[w_q.input[1]].size > 1 else -1)
     else:
-        raw = inits[w_dq.input[0]].astype(np.float32)
-        scale = inits[w_dq.input[1]].astype(np.float32)
+        raw = inits[pair.dq.input[0]].astype(np.float32)
+        scale = inits[pair.dq.input[1]].astype(np.float32)
         weight = raw * (scale.reshape([-1] + [1] * (raw.ndim - 1)) if scale.size > 1 else scale)
     bias = inits.get(conv.input[2]) if len(conv.input) > 2 else None
     return weight, bias
@@ -102,14 +87,15 @@ def refine_scales(qdq: Any, float_outputs: Dict[str, np.ndarray],
     from onnx import numpy_helper
 
     inits = {i.name: numpy_helper.to_array(i) for i in qdq.graph.initializer}
+    prod = Producers(qdq.graph)
     chosen: Dict[str, float] = {}
-    for scale_name, pairs in track(list(_activation_groups(qdq).items()), "mse", "tensor",
+    for scale_name, pairs in track(list(activation_groups(qdq).items()), "mse", "tensor",
                                    quiet):
         x = float_outputs[pairs[0][0].input[0]]
         s0 = inits[scale_name].astype(np.float32)
         runners = []
         for _, conv in pairs:
-            weight, bias = _float_weight(qdq, conv, inits)
+            weight, bias = _float_weight(prod, conv, inits)
             run = _ConvRunner(conv, weight, bias)
             ref = run(x)
             runners.append((run, ref, float(((ref - ref.mean()) ** 2).sum()) or 1.0))
@@ -128,22 +114,4 @@ def refine_scales(qdq: Any, float_outputs: Dict[str, np.ndarray],
 
 def conv_inputs(qdq: Any) -> List[str]:
     """Names of the float tensors in front of the activation Q/DQ pairs of Convs."""
-    return sorted({pairs[0][0].input[0] for pairs in _activation_groups(qdq).values()})
-
-
-def float_values(float_model: Any, input_name: str, data: np.ndarray, names: Sequence[str]
-                 ) -> Dict[str, np.ndarray]:
-    """Values of intermediate tensors ``names`` of a float model on ``data``."""
-    from onnx import TensorProto, helper
-
-    from .qdq_sensitivity import run_model
-
-    model = type(float_model)()
-    model.CopyFrom(float_model)
-    existing = {o.name for o in model.graph.output}
-    for name in names:
-        if name not in existing:
-            model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
-                                                                    None))
-    outs = run_model(model, input_name, data)
-    return {n: outs[n] for n in names}
+    return sorted({pairs[0][0].input[0] for pairs in activation_groups(qdq).values()})
