@@ -5,7 +5,8 @@
 # Without podman (or without root to set it up) it says so and exits 0: the container checks
 # (tests/docker/test_container.py) skip with the same reason. Makes the registry-less base first
 # (make-base.sh, once per machine). Layers are cached in podman's storage: a rebuild with the
-# same constraints reuses the dependency layer and only reinstalls the project.
+# same constraints reuses the dependency layer and only reinstalls the project. The build stage
+# is tagged (IMAGE-build) so that pruning the images this leaves behind keeps that cache.
 # --format docker keeps HEALTHCHECK (OCI drops it); --network=host for pip in RUN steps; the host's
 # CA bundle is mounted read-only for pip behind a TLS-inspecting proxy, never baked in.
 set -euo pipefail
@@ -25,10 +26,15 @@ scripts/container/make-base.sh
 CA=/etc/ssl/certs/ca-certificates.crt
 ca_mount=()
 [ -f "$CA" ] && ca_mount=(-v "$CA:$CA:ro")
+build() {
+    nice -n 10 podman build --quiet --format docker --network=host "${ca_mount[@]}" \
+        -f docker/Dockerfile.cpu "$@" . >/dev/null
+}
 start=$(date +%s)
-nice -n 10 podman build --quiet --format docker --network=host "${ca_mount[@]}" \
-    -f docker/Dockerfile.cpu -t "$IMAGE" . >/dev/null
+build --target build -t "$IMAGE-build"
+build -t "$IMAGE"
 seconds=$(( $(date +%s) - start ))
+podman image prune --force >/dev/null  # earlier builds' untagged images
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 echo "== container: built $IMAGE in ${seconds} s, $((size / 1000000)) MB"
 podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" \

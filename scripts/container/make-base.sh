@@ -60,7 +60,8 @@ make_base() {
     trap 'rm -rf "$work"' RETURN
     log "mmdebstrap $SUITE -> $name"
     # merged-usr hook: /usr merged without the usrmerge package (which pulls in perl);
-    # no manuals, translations or docs beyond the copyright files
+    # no manuals, translations or docs beyond the copyright files. Hooks get the root as $1.
+    # shellcheck disable=SC2016
     mmdebstrap --quiet --variant=minbase \
         --include=ca-certificates,python3,python3-pip,python3-venv \
         --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
