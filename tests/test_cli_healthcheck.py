@@ -106,7 +106,7 @@ def test_healthcheck_passes_on_a_non_default_port_and_fails_elsewhere(shared, tm
         assert serve.terminate() == 0
 
 
-def test_healthcheck_without_http_or_without_a_service():
+def test_healthcheck_without_http_or_with_unparsable_arguments():
     off = cli("healthcheck", "--", "clip.mp4", "--no-http")
     assert off.returncode == 0 and "HTTP is disabled" in off.stdout
     bad = cli("healthcheck", "--", "--http", "notaport")

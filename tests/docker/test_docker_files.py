@@ -76,7 +76,7 @@ def test_every_image_shares_the_cpu_images_structure(dockerfile):
     assert [line for line in SHARED_LINES if line not in lines] == []
     assert "127.0.0.1:8080" not in dockerfile.read_text()  # the healthcheck follows the config
     constraints = [line for line in lines if "constraints-" in line and
-                   (line.startswith("ARG CONSTRAINTS=") or line.startswith("COPY docker/"))]
+                   line.startswith(("ARG CONSTRAINTS=", "COPY docker/"))]
     assert constraints, "no constraints file"
     name = constraints[0].split("docker/", 1)[1].split()[0]
     assert (DOCKER / name).is_file() and "==" in (DOCKER / name).read_text()
