@@ -2,13 +2,17 @@
 
 ``open_pipeline(cfg)`` (or keyword arguments of :class:`~.config.PipelineConfig`) resolves the
 config once (:func:`~.plan.resolve`) and builds the CPU pipeline (ONNX Runtime) or the GPU
-pipeline (TensorRT) from that plan. Both satisfy :class:`Pipeline`.
+pipeline (TensorRT) from that plan. Both satisfy :class:`Pipeline`. :func:`draw` and
+:func:`sample_image` complete the public surface re-exported by ``trt_pose_td`` (docs/api.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Iterator, Optional
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import numpy as np
 
 try:  # Python >= 3.8
     from typing import Protocol
@@ -16,9 +20,10 @@ except ImportError:  # pragma: no cover
     from typing_extensions import Protocol  # type: ignore[assignment]
 
 from .config import PipelineConfig
-from .errors import ConfigError
+from .errors import ConfigError, require
+from .io.inputs import ImageLike
 from .plan import resolve
-from .types import Detections, FrameResult
+from .types import Detections, FrameResult, Poses
 
 
 class Pipeline(Protocol):
@@ -35,13 +40,14 @@ class Pipeline(Protocol):
     #: ``onnxruntime`` or ``tensorrt``: which engines run.
     backend: str
 
-    def __call__(self, image: Any, detections: Optional[Detections] = None) -> FrameResult: ...
+    def __call__(self, image: ImageLike, detections: Optional[Detections] = None
+                 ) -> FrameResult: ...
 
     def stream(self, frames: Any) -> Iterator[FrameResult]: ...
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Any: ...
+    def __enter__(self) -> Pipeline: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
@@ -72,3 +78,24 @@ def open_pipeline(cfg: Optional[PipelineConfig] = None, *, progress: bool = Fals
     from .pipeline import CpuPipeline
 
     return CpuPipeline.from_plan(plan)
+
+
+def draw(image: np.ndarray, result: Union[FrameResult, Poses], keypoint_threshold: float = 0.3,
+         draw_boxes: bool = True, min_person_score: float = 0.0) -> np.ndarray:
+    """A copy of ``image`` ((H, W, 3) uint8 BGR, the frame the result's pixels refer to) with
+    every person's box, limbs and keypoints drawn (what ``trt-pose-td run`` writes). Keypoints
+    scoring below ``keypoint_threshold`` and persons below ``min_person_score`` are left out.
+    Needs OpenCV (``pip install 'trt-pose-td[cv]'``)."""
+    from .io.draw import draw_poses
+
+    require("cv2", "cv", "opencv-python-headless")
+    poses = result.poses if isinstance(result, FrameResult) else result
+    return draw_poses(image, poses, keypoint_threshold, draw_boxes, min_person_score)
+
+
+def sample_image() -> Path:
+    """The sample photo shipped in the package (640x480 JPEG, COCO val2017 000000001000.jpg,
+    CC BY 2.0, about 14 people): something to run on without downloading anything."""
+    from .assets import sample_paths
+
+    return sample_paths("sample", progress=False)[0]

@@ -382,6 +382,9 @@ class GpuPipeline:
     def __enter__(self) -> GpuPipeline:
         return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if getattr(self, "_closed", True):
             return

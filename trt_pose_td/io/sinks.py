@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -27,7 +26,7 @@ class Sink:
 
 
 class JsonlSink(Sink):
-    """One JSON object per frame (``FrameResult.to_json``) to a file or stdout ("-").
+    """One JSON object per frame (``FrameResult.to_json()``) to a file or stdout ("-").
 
     Each line is flushed as written, so a reader tailing the file never sees half a frame.
     ``append`` keeps an existing file's lines (the service, across restarts).
@@ -42,7 +41,7 @@ class JsonlSink(Sink):
                             else sys.stdout)
 
     def write(self, result: FrameResult) -> None:
-        self._f.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        self._f.write(result.to_json() + "\n")
         self._f.flush()
 
     def close(self) -> None:
