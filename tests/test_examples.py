@@ -31,6 +31,7 @@ def true_counts(source: object, min_score: float) -> List[int]:
         return [int((r.poses.box_scores >= min_score).sum()) for r in pipeline.stream(source)]
 
 
+@pytest.mark.slow
 def test_count_people_prints_the_count_whenever_it_changes(sample_clip):
     proc = example("count_people.py", str(sample_clip), "--min-score", "0.4")
     assert proc.returncode == 0, proc.stderr

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Protocol, Tuple, TypedDict, Union
 
 import numpy as np
 
-try:  # Python >= 3.8
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    from typing_extensions import Protocol  # type: ignore[assignment]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from .config import PipelineConfig
 from .errors import ConfigError, require
@@ -52,8 +50,34 @@ class Pipeline(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+class PipelineOptions(TypedDict, total=False):
+    """:func:`open_pipeline`'s keyword options: the fields of :class:`PipelineConfig` (whose
+    docstring says what each means; ``det_size`` may also be one int, square), typed so a
+    checker catches a misspelt or mistyped option (tests/test_api.py keeps the two in step)."""
+
+    detector: str
+    pose: str
+    detector_like: str
+    pose_like: str
+    det_size: Union[int, Tuple[int, int], None]
+    score_threshold: float
+    iou_threshold: float
+    max_persons: int
+    max_batch: int
+    refine: str
+    box_padding: float
+    flip: bool
+    recrop: bool
+    backend: str
+    threads: Optional[int]
+    preprocessor: str
+    engine_dir: Optional[str]
+    precision: Optional[str]
+    int8_mode: Optional[str]
+
+
 def open_pipeline(cfg: Optional[PipelineConfig] = None, *, progress: bool = False,
-                  **options: Any) -> Pipeline:
+                  **options: Unpack[PipelineOptions]) -> Pipeline:
     """A ready pipeline for ``cfg`` (default :class:`PipelineConfig()`), with ``options``
     overriding its fields (``open_pipeline(backend="auto", det_size=(640, 640))``).
 
@@ -63,13 +87,15 @@ def open_pipeline(cfg: Optional[PipelineConfig] = None, *, progress: bool = Fals
     """
     cfg = cfg or PipelineConfig()
     if options:
-        unknown = sorted(set(options) - set(cfg.as_dict()))
+        fields: Dict[str, Any] = dict(options)  # untyped callers may pass anything
+        unknown = sorted(set(fields) - set(cfg.as_dict()))
         if unknown:
             raise ConfigError(f"unknown pipeline option(s) {', '.join(unknown)}; known: "
                               f"{', '.join(cfg.as_dict())}")
-        if isinstance(options.get("det_size"), int):
-            options["det_size"] = (options["det_size"], options["det_size"])
-        cfg = replace(cfg, **options)
+        size = fields.get("det_size")
+        if isinstance(size, int) and not isinstance(size, bool):
+            fields["det_size"] = (size, size)
+        cfg = replace(cfg, **fields)
     plan = resolve(cfg, progress)
     if plan.backend == "tensorrt":
         from .gpu_pipeline import GpuPipeline
