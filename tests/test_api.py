@@ -119,3 +119,13 @@ def test_examples_typecheck_strictly_and_wrong_calls_are_rejected(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = {int(m) for m in re.findall(r"bad\.py:(\d+): error", proc.stdout)}
     assert lines == {3, 4, 5, 6, 7, 8}, proc.stdout
+
+
+def test_leaving_the_with_block_closes_the_engines(sample_photo):
+    """(The GPU pipeline's ``__exit__`` is checked by mypy: open_pipeline returns it as a
+    ``Pipeline``, whose protocol includes ``__exit__``.)"""
+    with trt_pose_td.open_pipeline() as pipeline:
+        assert len(pipeline(sample_photo).poses) >= 5
+    with pytest.raises(trt_pose_td.EngineError, match="closed"):
+        pipeline(sample_photo)
+    pipeline.close()  # idempotent
