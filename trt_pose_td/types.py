@@ -6,6 +6,7 @@ Coordinates: continuous image pixels of the *original* frame, pixel ``(i, j)`` c
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Union, cast
@@ -135,11 +136,28 @@ class Poses:
         for i in range(len(self)):
             yield self[i]
 
+    def to_array(self) -> np.ndarray:
+        """(N, 17, 3) float32: ``x, y`` (pixels, original frame) and the score of every
+        keypoint, in :data:`~.skeleton.KEYPOINT_NAMES` order."""
+        return np.concatenate([self.keypoints, self.keypoint_scores[:, :, None]], axis=2)
+
+    @classmethod
+    def from_list(cls, persons: List[dict]) -> Poses:
+        """The inverse of :meth:`to_list`: poses from the ``"persons"`` of a ``poses.jsonl``
+        line or an MQTT message (rounded as they were written)."""
+        if not persons:
+            return cls.empty()
+        xys = np.asarray([p["keypoints"] for p in persons], np.float32).reshape(-1,
+                                                                               NUM_KEYPOINTS, 3)
+        return cls(xys[..., :2], xys[..., 2], np.asarray([p["box"] for p in persons]),
+                   np.asarray([p["score"] for p in persons]))
+
     def to_list(self) -> list:
         """JSON-ready persons: ``[{"box", "score", "keypoints": [[x, y, s] x 17]}]``."""
         out = []
+        xys = self.to_array()
         for i in range(len(self)):
-            kp = np.concatenate([self.keypoints[i], self.keypoint_scores[i, :, None]], axis=1)
+            kp = xys[i]
             out.append({
                 "box": [round(float(v), 2) for v in self.boxes[i]],
                 "score": round(float(self.box_scores[i]), 4),
@@ -168,14 +186,21 @@ class FrameResult:
     poses: Poses
     times: StageTimes
 
-    def to_json(self) -> dict:
-        """The ``poses.jsonl`` object: frame, source, timestamp, persons."""
+    def to_dict(self) -> dict:
+        """The ``poses.jsonl`` object: ``{"frame", "source", "timestamp", "persons": [{"box":
+        [x1, y1, x2, y2], "score", "keypoints": [[x, y, score] x 17]}]}`` (pixels, original
+        frame; coordinates rounded to 0.01 px, scores to 1e-4)."""
         return {
             "frame": self.frame.index,
             "source": self.frame.source,
             "timestamp": round(self.frame.timestamp, 6),
             "persons": self.poses.to_list(),
         }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as one compact JSON line (no newline): a ``poses.jsonl`` line. NaN is
+        refused (ValueError), never written as invalid JSON."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
 
 
 def summarize_times(all_times: List[StageTimes]) -> Dict[str, Dict[str, float]]:

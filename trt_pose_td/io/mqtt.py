@@ -119,7 +119,7 @@ class MqttSink(Sink):
     # -- inference thread -----------------------------------------------------------------------
     def write(self, result: FrameResult) -> None:
         """Queue the frame's message; O(1), never blocks (drops the oldest when full)."""
-        doc = result.to_json()
+        doc = result.to_dict()
         doc["camera"] = self.camera
         payload = json.dumps(doc, separators=(",", ":"))
         while True:
