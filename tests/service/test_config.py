@@ -121,11 +121,20 @@ def test_missing_file_and_bad_set_syntax(tmp_path):
 def test_cli_prints_the_resolved_config_and_fails_in_one_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = [sys.executable, "-m", "trt_pose_td", "serve"]
-    ok = subprocess.run(run + ["--config", str(EXAMPLE), "--print-config", "--set",
-                               "mqtt.password=\"s3cret\""],
+    ok = subprocess.run(run + ["--config", str(EXAMPLE), "--print-config"],
                         capture_output=True, text=True, env=env, timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert '"uri": "csi://0"' in ok.stdout and "s3cret" not in ok.stdout
+    assert '"uri": "csi://0"' in ok.stdout
+    secret = write(tmp_path, '[source]\nuri = "rtsp://admin:s3cret@cam/x"\n'
+                             '[mqtt]\npassword = "s3cret"')
+    ok = subprocess.run(run + ["--config", secret, "--print-config"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert '"uri": "rtsp://***@cam/x"' in ok.stdout and "s3cret" not in ok.stdout
+    argv = subprocess.run(run + ["x.mp4", "--print-config", "--set", "mqtt.password=s3cret"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert argv.returncode == 2 and len(argv.stderr.strip().splitlines()) == 1
+    assert "mqtt.password_file" in argv.stderr
     bad = subprocess.run(run + ["--config", write(tmp_path, '[mqtt]\nqos = 5')],
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2

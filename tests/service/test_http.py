@@ -128,7 +128,7 @@ def test_page_stats_and_unknown_paths(service):
     stats, preview, url, stop = service
     status, headers, body = http_get(url + "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert b'src = "/stream.mjpg"' in body and b"/stats.json" in body
+    assert b"\"/stream.mjpg\" + auth" in body and b"/stats.json" in body
     status, doc = http_json(url + "/stats.json")
     assert status == 200 and doc["camera"] == "cam-1" and "latency_ms" in doc
     assert http_get(url + "/nope")[0] == 404

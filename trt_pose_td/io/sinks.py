@@ -12,6 +12,7 @@ from typing import IO, Any, Optional, Set, Tuple
 from ..errors import ConfigError
 from ..types import FrameResult
 from .draw import draw_poses
+from .uri import redact
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ class JsonlSink(Sink):
                             else sys.stdout)
 
     def write(self, result: FrameResult) -> None:
-        self._f.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        doc = result.to_json()
+        doc["source"] = redact(str(doc.get("source", "")))  # never a camera password
+        self._f.write(json.dumps(doc, separators=(",", ":")) + "\n")
         self._f.flush()
 
     def close(self) -> None:

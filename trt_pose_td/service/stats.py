@@ -14,6 +14,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..io.capture import CaptureStats
+from ..io.uri import redact
 from ..types import FrameResult
 
 #: Frames kept for fps and latency quantiles.
@@ -98,7 +99,7 @@ class ServiceStats:
         if src is not None and src.state in ("lost", "connecting", "ended"):
             what = {"lost": "source lost", "connecting": "source not connected",
                     "ended": "source ended"}[src.state]
-            detail = f": {src.last_error}" if src.last_error else ""
+            detail = f": {redact(src.last_error)}" if src.last_error else ""
             return False, f"{what}{detail} ({src.reconnects} reconnect attempt(s))"
         if last is None:
             return False, "waiting for the first frame"
@@ -129,7 +130,7 @@ class ServiceStats:
         out["source"] = None if src is None else {
             "state": src.state, "frames": src.frames, "drops": src.drops,
             "reconnects": src.reconnects, "open_failures": src.open_failures,
-            "last_error": src.last_error}
+            "last_error": redact(src.last_error)}
         out["sinks"] = self.sink_stats()
         return out
 
@@ -210,6 +211,9 @@ class ServiceStats:
                 m.add(f"mqtt_{key}_total", "counter", help_, [(cam, mqtt[key])])
             m.add("mqtt_queued", "gauge", "Messages waiting for the broker",
                   [(cam, mqtt["queued"])])
+            m.add("mqtt_connect_failures_total", "counter",
+                  "Connection attempts that failed (broker unreachable, TLS, refused)",
+                  [(cam, mqtt["connect_failures"])])
 
 
 def _escape(value: str) -> str:
