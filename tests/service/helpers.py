@@ -47,18 +47,27 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
 
 
 class Broker:
-    """``mosquitto -p PORT`` from Debian's package; stop() and start() keep the port."""
+    """``mosquitto -p PORT`` from Debian's package; stop() and start() keep the port.
 
-    def __init__(self, port: Optional[int] = None) -> None:
+    ``config``: mosquitto.conf text instead (``{port}`` expands), e.g. a TLS listener.
+    """
+
+    def __init__(self, port: Optional[int] = None, config: str = "",
+                 folder: Optional[Path] = None) -> None:
         exe = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         if exe is None:
             pytest.skip("mosquitto is not installed (scripts/test.sh apt-installs it)")
         self.exe, self.port = exe, port or free_port()
+        self.args = ["-p", str(self.port)]
+        if config:
+            conf = (folder or Path("/tmp")) / f"mosquitto-{self.port}.conf"
+            conf.write_text(config.format(port=self.port))
+            self.args = ["-c", str(conf)]
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> Broker:
-        self.proc = subprocess.Popen([self.exe, "-p", str(self.port)],
+        self.proc = subprocess.Popen([self.exe, *self.args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for(self._listening, 10, f"mosquitto on port {self.port}")
         return self
@@ -82,11 +91,16 @@ class Broker:
 class Subscriber:
     """A paho client collecting (topic, payload) pairs of ``topic`` (wildcards allowed)."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, tls: Optional[Dict[str, str]] = None,
+                 auth: Optional[Tuple[str, str]] = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: queue.Queue[Tuple[str, bytes, bool]] = queue.Queue()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if tls:
+            self.client.tls_set(**tls)
+        if auth:
+            self.client.username_pw_set(*auth)
         self._subscribed = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()

@@ -148,7 +148,7 @@ class MqttSink(Sink):
         streak = self._streak
         lo, hi = self._backoff
         delay = min(hi, lo * 2.0 ** min(streak - 1, 30))
-        log.warning("mqtt: cannot connect to %s:%d: %s; retrying in %.0f s (attempt %d)",
+        log.warning("mqtt: cannot connect to %s:%d: %s; retrying in %.1f s (attempt %d)",
                     self.host, self.port, error, delay, n)
         self._net_stop.wait(delay)
 

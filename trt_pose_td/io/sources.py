@@ -114,7 +114,7 @@ class VideoSource(Source):
                     index += 1
             finally:
                 cap.release()
-            if not self.loop or index == 0:
+            if not self.loop:
                 return
             if index == start:  # looping, and this pass read nothing: never spin on it
                 raise SourceError(f"cannot read video {self.uri} any more (gone, truncated or "
