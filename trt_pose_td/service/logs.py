@@ -41,10 +41,14 @@ class RepeatFilter(logging.Filter):
         self.interval_s, self.level = interval_s, level
         self._lock = threading.Lock()
         self._seen: Dict[Tuple[str, int, str], Tuple[float, int]] = {}
+        self._sample: Dict[Tuple[str, int, str], str] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         clean = redact(text)
+        if getattr(record, "repeat_summary", False):
+            record.msg, record.args = clean, None
+            return True
         if clean != text:
             record.msg, record.args = clean, None
         if record.levelno < self.level or self.interval_s <= 0:
@@ -55,16 +59,32 @@ class RepeatFilter(logging.Filter):
             since, count = self._seen.get(key, (-1e18, 0))
             if now - since < self.interval_s:
                 self._seen[key] = (since, count + 1)
+                self._sample[key] = clean
                 return False
             self._seen[key] = (now, 0)
             if len(self._seen) > 10000:  # forget the oldest kinds, memory stays bounded
                 for old in sorted(self._seen, key=lambda k: self._seen[k][0])[:5000]:
                     del self._seen[old]
+                    self._sample.pop(old, None)
         if count:
             record.msg = f"{record.getMessage()} ({count} similar suppressed in the last " \
                          f"{now - since:.0f} s)"
             record.args = None
         return True
+
+
+    def flush(self) -> None:
+        """Log the count of every kind whose interval is over and that was suppressed in it
+        (called periodically, so a burst that stops is still counted once)."""
+        now = time.monotonic()
+        with self._lock:
+            due = [(k, c, now - t, self._sample.pop(k, "")) for k, (t, c) in self._seen.items()
+                   if c and now - t >= self.interval_s]
+            for key, _, _, _ in due:
+                self._seen[key] = (now, 0)
+        for (name, level, _), count, span, sample in due:
+            logging.getLogger(name).log(level, "%d more like this in the last %.0f s: %s",
+                                        count, span, sample, extra={"repeat_summary": True})
 
 
 def install_repeat_filter(interval_s: float) -> RepeatFilter:

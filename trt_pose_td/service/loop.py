@@ -26,7 +26,7 @@ from ..pipeline import TopDownPipeline
 from ..types import FrameResult
 from .config import ServiceConfig, mqtt_password, read_secret, source_uri
 from .http import HttpServer
-from .logs import NativeStderr, install_repeat_filter
+from .logs import NativeStderr, RepeatFilter, install_repeat_filter
 from .preview import Preview
 from .sdnotify import Notifier
 from .stats import ServiceStats, SinkCounters
@@ -103,6 +103,7 @@ class Service:
         self.http: Optional[HttpServer] = None
         self.sinks: List[GuardedSink] = []
         self._mqtt: Any = None
+        self._repeats: Optional[RepeatFilter] = None
 
     def request_stop(self, signum: Optional[int] = None, frame: Any = None) -> None:
         if signum is not None:
@@ -120,7 +121,7 @@ class Service:
             signal.signal(signal.SIGINT, self.request_stop)
         with ExitStack() as stack:
             if tame_logs:
-                install_repeat_filter(self.cfg.service.log_repeat_interval_s)
+                self._repeats = install_repeat_filter(self.cfg.service.log_repeat_interval_s)
                 stack.callback(NativeStderr().start().close)
             self._start_http(stack)
             self.stats.set_phase("loading")
@@ -265,3 +266,5 @@ class Service:
         self.notifier.status(line)
         healthy, reason = self.stats.health()
         (log.info if healthy else log.warning)("status: %s", line)
+        if self._repeats is not None:
+            self._repeats.flush()
