@@ -33,7 +33,7 @@ def test_the_shipped_example_is_valid():
     assert cfg.source.uri == "csi://0" and cfg.mqtt.host == "localhost"
     assert cfg.pipeline.detector == "rtmdet_nano_person"
     assert cfg.pipeline.pose == "pp_tinypose_256x192"
-    assert cfg.http.port == 8080 and cfg.jsonl.path == "-"
+    assert cfg.http.port == 8080 and cfg.jsonl.path == "auto"
 
 
 def test_defaults_then_file_then_set_then_flags(tmp_path):

@@ -63,9 +63,10 @@ class SourceSection(CaptureOptions):
 
 @dataclass(frozen=True)
 class JsonlSection:
-    """path: "-" for stdout, a file (appended to), or "" for none."""
+    """path: "-" for stdout, a file (appended to), "" for none, or "auto": stdout unless stdout
+    is the systemd journal (~11 KB a frame there would drown the log), then none."""
 
-    path: str = "-"
+    path: str = "auto"
 
 
 @dataclass(frozen=True)

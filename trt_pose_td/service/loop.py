@@ -28,7 +28,7 @@ from .config import ServiceConfig, mqtt_password, read_secret, source_uri
 from .http import HttpServer
 from .logs import NativeStderr, RepeatFilter, install_repeat_filter
 from .preview import Preview
-from .sdnotify import Notifier
+from .sdnotify import Notifier, stdout_is_journal
 from .stats import ServiceStats, SinkCounters
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,14 @@ class Service:
     def _open_sinks(self, stack: ExitStack) -> None:
         cfg = self.cfg
         stack.callback(self._drain_sinks)  # closes whichever sinks were opened
-        if cfg.jsonl.path:
-            self._add_sink("jsonl", JsonlSink(cfg.jsonl.path, append=True))
+        path = cfg.jsonl.path
+        if path == "auto":
+            path = "" if stdout_is_journal() else "-"
+            if not path:
+                log.info("jsonl: off, stdout is the journal (set [jsonl] path to a file, or "
+                         "\"-\" to log every frame's poses anyway)")
+        if path:
+            self._add_sink("jsonl", JsonlSink(path, append=True))
         m = cfg.mqtt
         if m.host:
             from ..io.mqtt import MqttSink
