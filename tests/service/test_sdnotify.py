@@ -103,3 +103,6 @@ def test_stdout_is_journal_compares_the_stream_systemd_named(tmp_path):
         proc = subprocess.run([sys.executable, "-c", code], stdout=f, stderr=subprocess.PIPE,
                               text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.stderr == "True False False"
+    from trt_pose_td.service.sdnotify import stdout_is_journal
+
+    assert stdout_is_journal({"TRT_POSE_TD_JOURNAL": "1"})
