@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -128,3 +129,29 @@ def test_failing_broker_is_one_line_per_backoff_step_and_a_state(tls_broker, cas
         assert "s3cret-pw" not in caplog.text and "wrong" not in s.last_error
     finally:
         sink.close(timeout=1)
+
+
+@pytest.mark.slow
+def test_serve_shows_a_broker_unreachable_at_start(shared, tmp_path, procs):
+    from tests.service.helpers import DEMO, Serve, http_json
+
+    pytest.importorskip("onnxruntime")
+    port = free_port()
+    serve = Serve(tmp_path, str(shared / DEMO), "--loop", "--jsonl", "",
+                  "--mqtt", f"127.0.0.1:{port}", "--set", "mqtt.reconnect_min_s=0.5",
+                  "--set", "mqtt.reconnect_max_s=1.0")
+    procs.append(serve)
+    try:
+        wait_for(lambda: serve.serving() and serve.metrics().get(
+            "trt_pose_td_mqtt_connect_failures_total", 0) >= 2, 90, "failed MQTT attempts")
+        mqtt = http_json(serve.url + "/healthz")[1]["sinks"]["mqtt"]
+        assert mqtt["state"] == "unreachable" and "Connection refused" in mqtt["last_error"]
+        assert serve.metrics()["trt_pose_td_mqtt_connected"] == 0
+        wait_for(lambda: "mqtt unreachable (ConnectionRefusedError" in serve.log, 15,
+                 "the status line naming the broker state")
+    finally:
+        code = serve.terminate()
+    assert code == 0
+    log = serve.log
+    assert f"mqtt: cannot connect to 127.0.0.1:{port}: ConnectionRefusedError" in log
+    assert f"client id trt-pose-td-{socket.gethostname()}-camera0)" in log  # host and camera
