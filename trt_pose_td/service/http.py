@@ -51,8 +51,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def setup(self) -> None:
-        self.timeout = self.server.timeout_s  # idle / read / write timeout of the socket
         super().setup()
+        self.connection.settimeout(self.server.timeout_s)  # idle / read / write timeout
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("http %s - %s", self.address_string(),
