@@ -118,20 +118,15 @@ class MqttSink(Sink):
     # -- network thread ---------------------------------------------------------------------------
     def _network_loop(self) -> None:
         """Connect, run paho's loop while connected, back off after every failed attempt."""
-        c = self._client
         while not self._net_stop.is_set():
+            connects = self._connects
             try:
-                c.reconnect()
-            except (OSError, ValueError) as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError)
+                self._client.reconnect()
+                self._run_connection()
+            except Exception as exc:  # unreachable, DNS, TLS (OSError, ssl errors), paho bugs
                 self._attempt_failed("unreachable", redact(f"{type(exc).__name__}: {exc}"))
                 continue
-            connects = self._connects
-            while not self._net_stop.is_set() and c.loop(timeout=0.5) == self._ok:
-                pass
             if self._net_stop.is_set():
-                for _ in range(20):  # let the DISCONNECT out
-                    if c.loop(timeout=0.1) != self._ok:
-                        break
                 return
             if self._connects == connects:  # no CONNACK: refused (credentials, ACL) or dropped
                 refused = self._state == "refused"
@@ -139,6 +134,16 @@ class MqttSink(Sink):
                                      self._last_error if refused else "closed before CONNACK")
             else:  # was connected; _on_disconnect logged the loss
                 self._net_stop.wait(self._backoff[0])
+
+    def _run_connection(self) -> None:
+        """paho's loop until the connection ends or close() asks; then lets DISCONNECT out."""
+        c = self._client
+        while not self._net_stop.is_set() and c.loop(timeout=0.5) == self._ok:
+            pass
+        if self._net_stop.is_set():
+            for _ in range(20):
+                if c.loop(timeout=0.1) != self._ok:
+                    break
 
     def _attempt_failed(self, state: str, error: str) -> None:
         with self._lock:
