@@ -183,6 +183,8 @@ def test_connections_over_the_cap_are_closed_and_idle_ones_time_out(guarded, cap
         for s in idle:
             s.close()
     assert http_get(url + "/healthz")[0] == 503  # slots free again
+    metrics = http_get(url + "/metrics", token="t0k3n")[2].decode()
+    assert metric_values(metrics)["trt_pose_td_http_refused_connections_total"] >= 1
 
 
 def test_default_bind_is_loopback_and_the_log_names_the_bound_address(caplog):

@@ -196,6 +196,7 @@ class HttpServer:
                               "another port (--http PORT) or stop what uses it") from None
         self.host, self.port = str(self._server.server_address[0]), int(
             self._server.server_address[1])
+        stats.http_refused = lambda: self._server.refused
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.2}, name="http", daemon=True)
 

@@ -49,6 +49,7 @@ class ServiceStats:
         self.sinks: Dict[str, SinkCounters] = {}
         self.source_stats: Callable[[], Optional[CaptureStats]] = lambda: None
         self.sink_stats: Callable[[], Dict[str, Dict[str, Any]]] = dict
+        self.http_refused: Callable[[], Optional[int]] = lambda: None
 
     # -- writers (main loop) ----------------------------------------------------------------------
     def set_phase(self, phase: str) -> None:
@@ -164,6 +165,11 @@ class ServiceStats:
         m.add_suffixed("stage_latency_seconds", "summary",
                        "Per-stage latency (quantiles over the last frames)", samples)
         self._io_metrics(m, snap, sinks, cam)
+        refused = self.http_refused()
+        if refused is not None:
+            m.add("http_refused_connections_total", "counter",
+                  "HTTP connections closed unserved ([http] max_connections were open)",
+                  [(cam, refused)])
         return m.text()
 
     def _frame_metrics(self, m: _Metrics, snap: Dict[str, Any], cam: Dict[str, str]) -> None:
