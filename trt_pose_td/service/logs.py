@@ -95,6 +95,13 @@ def install_repeat_filter(interval_s: float) -> RepeatFilter:
     return f
 
 
+def _fileno(stream: object) -> int:
+    try:
+        return int(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return -1
+
+
 class NativeStderr:
     """Redirects fd 2 into a pipe whose lines are logged (redacted, rate-limited) as
     WARNINGs of ``trt_pose_td.native``; Python's own log keeps writing to the original fd 2.
@@ -111,8 +118,8 @@ class NativeStderr:
         self._saved = os.dup(2)
         self._stream = os.fdopen(os.dup(self._saved), "w", buffering=1, encoding="utf-8",
                                  errors="replace")
-        for h in logging.getLogger().handlers:
-            if isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.__stderr__):
+        for h in logging.getLogger().handlers:  # a handler left on fd 2 would feed the pipe
+            if isinstance(h, logging.StreamHandler) and _fileno(h.stream) == 2:
                 h.setStream(self._stream)
                 self._moved.append(h)
         read_end, write_end = os.pipe()
