@@ -100,6 +100,12 @@ def test_password_is_masked_in_the_logged_config(tmp_path):
     ('[service]\ncamera = "a/b"\n[source]\nuri = "x"', "camera must be a non-empty name"),
     ('[service]\ncamera = "a"', "no source"),
     ('uri = "x"', "top-level key 'uri' must be a [table]"),
+    ('[source]\nuri = "x"\n[mqtt]\nclient_id = "a-{cam}"', "client_id may use {host} and"),
+    ('[source]\nuri = "x"\n[mqtt]\nkey_file = "k"', "[mqtt] key_file needs cert_file"),
+    ('[source]\nuri = "clip.mp4"\nusername = "u"', "need an rtsp:// or http(s):// uri"),
+    ('[source]\nuri = "rtsp://c/x"\npassword_file = "a"\npassword_env = "B"',
+     "password_file or password_env, not both"),
+    ('[source]\nuri = "x"\n[http]\nmax_connections = 0', "max_connections >= 1"),
     ('[source\nuri = "x"', "cannot parse config"),
 ])
 def test_mistakes_are_one_line_errors_naming_the_key(tmp_path, text, message):
@@ -141,3 +147,21 @@ def test_cli_prints_the_resolved_config_and_fails_in_one_line(tmp_path):
     assert bad.stderr.strip().splitlines() == [
         f"trt-pose-td serve: error: config {tmp_path / 'config.toml'}: no source: give one "
         "(trt-pose-td serve SOURCE) or set [source] uri"]
+
+
+def test_source_credentials_come_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    from trt_pose_td.service.config import SourceSection, source_uri
+
+    (tmp_path / "pw").write_text("p@ss\n")
+    assert source_uri(SourceSection(uri="rtsp://cam/x", username="admin",
+                                    password_file=str(tmp_path / "pw"))) == \
+        "rtsp://admin:p%40ss@cam/x"
+    monkeypatch.setenv("CAM_PW", "env-pw")
+    assert source_uri(SourceSection(uri="rtsp://admin@cam/x", password_env="CAM_PW")) == \
+        "rtsp://admin:env-pw@cam/x"
+    with pytest.raises(ConfigError, match="needs a user name"):
+        source_uri(SourceSection(uri="rtsp://cam/x", password_env="CAM_PW"))
+    with pytest.raises(ConfigError, match="CAM_NOPE is not set"):
+        source_uri(SourceSection(uri="rtsp://u@cam/x", password_env="CAM_NOPE"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        source_uri(SourceSection(uri="rtsp://u@cam/x", password_file=str(tmp_path / "no")))

@@ -266,6 +266,11 @@ def validate(cfg: ServiceConfig, where: str = "config") -> None:
     _check(not (m.password and m.password_file),
            f"{where} [mqtt] give password or password_file, not both")
     _check(not m.key_file or bool(m.cert_file), f"{where} [mqtt] key_file needs cert_file")
+    try:
+        m.client_id.format(host="h", camera="c")
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(f"{where} [mqtt] client_id may use {{host}} and {{camera}} only, not "
+                          f"{m.client_id!r}") from None
     _check(not (src.password_file and src.password_env),
            f"{where} [source] give password_file or password_env, not both")
     _check(not (src.username or src.password_file or src.password_env)

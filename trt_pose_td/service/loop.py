@@ -112,7 +112,7 @@ class Service:
 
     def run(self, install_signals: bool = True, tame_logs: bool = True) -> int:
         """``tame_logs``: rate-limit repeated warnings and route OpenCV / FFmpeg's stderr
-        through the log (see :mod:`.logs`); the CLI sets it, embedding code may not want it."""
+        through the log (see :mod:`.logs`); code embedding the service may pass False."""
         log.info("trt-pose-td %s serve, resolved config: %s", __version__,
                  json.dumps(self.cfg.as_dict(), sort_keys=True))
         uri = source_uri(self.cfg.source)  # secrets read before anything slow starts
