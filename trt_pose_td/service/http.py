@@ -153,8 +153,8 @@ class _Server(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve on a new thread while a slot is free; otherwise close the connection now."""
         if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)
             self._count_refused()
+            self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
