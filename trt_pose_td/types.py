@@ -13,6 +13,7 @@ from typing import Dict, Iterator, List, Optional, Union, cast
 
 import numpy as np
 
+from .io.uri import redact
 from .skeleton import NUM_KEYPOINTS
 
 Index = Union[int, slice, np.ndarray]
@@ -192,7 +193,7 @@ class FrameResult:
         frame; coordinates rounded to 0.01 px, scores to 1e-4)."""
         return {
             "frame": self.frame.index,
-            "source": self.frame.source,
+            "source": redact(self.frame.source),  # never a camera password
             "timestamp": round(self.frame.timestamp, 6),
             "persons": self.poses.to_list(),
         }

@@ -90,7 +90,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--mqtt-retain", dest="cfg:mqtt.retain", action="store_const", const=True,
                    default=SUPPRESS, help="publish retained messages")
     s.add_argument("--http", dest="http_addr", type=_http_addr, default=None,
-                   metavar="[HOST:]PORT", help="HTTP address (default: 0.0.0.0:8080)")
+                   metavar="[HOST:]PORT",
+                   help="HTTP address (default: 127.0.0.1:8080; 0.0.0.0:PORT for every "
+                        "interface, then set [http] token_file)")
     s.add_argument("--no-http", dest="cfg:http.enabled", action="store_const", const=False,
                    default=SUPPRESS, help="no HTTP server")
     add_pipeline_args(p)
