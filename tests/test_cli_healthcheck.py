@@ -118,7 +118,14 @@ def test_cpu_image_config_reads_the_usb_camera_and_no_broker():
     assert cfg.source.uri == "/dev/video0"
     assert cfg.mqtt.host == ""  # no MQTT unless configured
     assert cfg.pipeline.backend == "onnxruntime"
-    assert (cfg.http.enabled, cfg.http.host, cfg.http.port) == (True, "0.0.0.0", 8080)
+    # the service's own default is 127.0.0.1; the image's entrypoint sets 0.0.0.0
+    # (TRT_POSE_TD_HTTP_HOST in the Dockerfiles) so -p 8080:8080 reaches it
+    assert (cfg.http.enabled, cfg.http.host, cfg.http.port) == (True, "127.0.0.1", 8080)
+    entry = (CPU_CONFIG.parent / "entrypoint.sh").read_text()
+    assert '--set "http.host=' in entry and "TRT_POSE_TD_HTTP_HOST" in entry
+    for image in ("cpu", "jetson", "x86"):
+        assert "TRT_POSE_TD_HTTP_HOST=0.0.0.0" in \
+            (CPU_CONFIG.parent / f"Dockerfile.{image}").read_text()
     moved = serve_config("--config", str(CPU_CONFIG), "rtsp://cam/s", "--mqtt", "broker:1884")
     assert (moved.source.uri, moved.mqtt.host, moved.mqtt.port) == ("rtsp://cam/s", "broker", 1884)
 

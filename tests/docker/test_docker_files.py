@@ -66,7 +66,8 @@ SHARED_LINES = (
     "    && chmod -R g=u /var/lib/trt-pose-td",
     '    CMD ["trt-pose-td", "healthcheck"]',
     "    TRT_POSE_TD_CACHE=/var/lib/trt-pose-td/cache \\",
-    "    TRT_POSE_TD_CONTAINER=1",
+    "    TRT_POSE_TD_CONTAINER=1 \\",
+    "    TRT_POSE_TD_HTTP_HOST=0.0.0.0",
 )
 
 
