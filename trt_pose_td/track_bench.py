@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -35,21 +34,36 @@ def read_video(path: str, limit: Optional[int] = None) -> List[Frame]:
     return frames
 
 
-def run_tracked(pipeline, frames: Sequence[Frame], config: TrackerConfig
-                ) -> Tuple[List[Poses], float, int]:
-    """Track ``frames`` with ``pipeline``'s detector and keypoint model (``.detector(frame)``,
-    ``.pose.estimate(frame, boxes)``). Returns per-frame poses, wall seconds (after one warm-up
-    frame outside the clock) and how many frames ran the detector."""
+def run_modes(pipeline, frames: Sequence[Frame], configs: Dict[str, TrackerConfig]
+              ) -> Dict[str, dict]:
+    """Track ``frames`` once per config with ``pipeline``'s detector and keypoint model
+    (``.detector(frame)``, ``.pose.estimate(frame, boxes)``), interleaved frame by frame so every
+    config sees the same machine state. Per config: ``poses`` (list of :class:`Poses`),
+    ``wall_s`` and ``cpu_s`` (process time, all threads) spent in ``step`` after one warm-up
+    frame, and ``detector_frames``."""
     def estimate(frame: Frame, boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         return pipeline.pose.estimate(frame, boxes)
 
     pipeline.pose.estimate(frames[0], pipeline.detector(frames[0]).boxes[:1])  # warm-up
-    tracker = PoseTracker(config)
-    out: List[Poses] = []
-    t0 = time.perf_counter()
+    trackers = {name: PoseTracker(c) for name, c in configs.items()}
+    out: Dict[str, dict] = {name: {"poses": [], "wall_s": 0.0, "cpu_s": 0.0} for name in configs}
     for frame in frames:
-        out.append(tracker.step(frame, pipeline.detector, estimate))
-    return out, time.perf_counter() - t0, tracker.detections_run
+        for name, tracker in trackers.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            poses = tracker.step(frame, pipeline.detector, estimate)
+            out[name]["wall_s"] += time.perf_counter() - w0
+            out[name]["cpu_s"] += time.process_time() - c0
+            out[name]["poses"].append(poses)
+    for name, tracker in trackers.items():
+        out[name]["detector_frames"] = tracker.detections_run
+    return out
+
+
+def run_tracked(pipeline, frames: Sequence[Frame], config: TrackerConfig
+                ) -> Tuple[List[Poses], float, int]:
+    """One config of :func:`run_modes`: (poses per frame, wall seconds, detector frames)."""
+    r = run_modes(pipeline, frames, {"only": config})["only"]
+    return r["poses"], r["wall_s"], r["detector_frames"]
 
 
 def agreement(mode: Sequence[Poses], reference: Sequence[Poses], min_score: float = 0.5,
@@ -214,7 +228,3 @@ def mot_identity(pipeline, folders: Iterable[Path], config: TrackerConfig) -> Di
             total[key] += value
         total["frames"] += len(frames)
     return total
-
-
-def config_for(base: TrackerConfig, **changes: object) -> TrackerConfig:
-    return replace(base, **changes)

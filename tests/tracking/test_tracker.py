@@ -42,6 +42,23 @@ def test_ids_stable_across_a_crossing(det_every, motion):
     assert all(len(p) == 2 for p in out)
 
 
+@pytest.mark.parametrize("det_every", [1, 3])
+@pytest.mark.parametrize("motion", ["kalman", "ema"])
+def test_motion_carries_ids_through_a_head_on_crossing(det_every, motion):
+    # same size, same height: at frame 10 the two are indistinguishable; only motion tells
+    # who is who afterwards (the crossing frame itself is left out of the check)
+    def crossing(motion: str, det_every: int) -> Dict[int, set]:
+        world = World([Person((100, 240), (22, 0)), Person((540, 240), (-22, 0))], noise=1.0)
+        out = run(world, 21, TrackerConfig(det_every=det_every, motion=motion))
+        out[10] = out[10][0:0]
+        return identities(world, out)
+
+    ids = crossing(motion, det_every)
+    assert ids[0] != ids[1] and len(ids[0]) == 1 and len(ids[1]) == 1, ids
+    # without a motion model the same scene swaps identities
+    assert crossing("none", 1)[0] == {1, 2}
+
+
 def test_recovery_after_missed_detections():
     person = Person((100, 240), (15, 0), undetected={5, 6, 7})
     world = World([person, Person((500, 240), (0, 0))])
