@@ -46,7 +46,7 @@ class TrackerConfig:
     detect_when_empty: bool = True
     smooth: bool = False
     min_cutoff: float = 1.0
-    beta: float = 1.0
+    beta: float = 0.5
     d_cutoff: float = 1.0
     default_fps: float = 30.0
 
