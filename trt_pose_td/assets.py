@@ -239,9 +239,8 @@ def all_assets(names: Sequence[str] = ()) -> Iterable[Asset]:
 
 #: OpenCV's pedestrian clip (768x576, 795 frames, 10 fps; Apache-2.0 / BSD), the real video for
 #: tracking: from the mirror's ``video/vtest.avi``, else Debian's ``opencv-doc`` package.
-VTEST = Asset("vtest", "samples/vtest.avi",
-              "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf",
-              mirror_path="video/vtest.avi")
+VTEST_SHA256 = "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"
+VTEST = Asset("vtest", "samples/vtest.avi", VTEST_SHA256, mirror_path="video/vtest.avi")
 _VTEST_DEB_MEMBER = "usr/share/doc/opencv-doc/examples/data/vtest.avi"
 
 
@@ -267,8 +266,8 @@ def vtest_path(progress: bool = False) -> Path:
         except (subprocess.SubprocessError, StopIteration, OSError) as err:
             raise AssetError(f"{first}; apt-get download opencv-doc failed ({err})") from err
         found = Path(tmp) / "x" / _VTEST_DEB_MEMBER
-        if not _verified(found, VTEST.sha256):
-            raise AssetError(f"opencv-doc has no vtest.avi with sha256 {VTEST.sha256[:16]}...")
+        if not _verified(found, VTEST_SHA256):
+            raise AssetError(f"opencv-doc has no vtest.avi with sha256 {VTEST_SHA256[:16]}...")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(found, dest)
     log.info("fetched vtest.avi from Debian's opencv-doc")

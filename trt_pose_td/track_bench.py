@@ -184,13 +184,16 @@ def mot_id_switches(tracked: Sequence[Poses], gt: Sequence[Dict[int, np.ndarray]
     for poses, frame_gt in zip(tracked, gt):
         gt_ids = list(frame_gt)
         gt_total += len(gt_ids)
-        keep = np.flatnonzero(poses.track_ids >= 0) if poses.track_ids is not None else []
+        if poses.track_ids is None:
+            continue
+        track_ids = poses.track_ids
+        keep = np.flatnonzero(track_ids >= 0)
         if not gt_ids or len(keep) == 0:
             continue
         sim = box_iou(np.stack([frame_gt[g] for g in gt_ids]), poses.boxes[keep])
         pairs, _, _ = assign(sim.astype(np.float64), iou)
         for g, c in pairs:
-            tid = int(poses.track_ids[keep[c]])
+            tid = int(track_ids[keep[c]])
             gid = gt_ids[g]
             switches += int(gid in last and last[gid] != tid)
             last[gid] = tid

@@ -25,7 +25,7 @@ anyway; throughput is bounded by upload + keypoint model + download instead of t
 
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,13 +45,14 @@ class DetectionSchedule:
     def __init__(self, det_every: int = 1, detect_when_empty: bool = True) -> None:
         self.det_every = det_every
         self.detect_when_empty = detect_when_empty
-        self._since = None  # frames since the last detection; None before the first
+        self._since: Optional[int] = None  # frames since the last detection; None: none yet
 
     def due(self, active_tracks: int) -> bool:
         """Whether this frame detects; call exactly once per frame, in order."""
-        detect = (self._since is None or self._since + 1 >= self.det_every
+        since = self._since
+        detect = (since is None or since + 1 >= self.det_every
                   or (self.detect_when_empty and active_tracks == 0))
-        self._since = 0 if detect else self._since + 1
+        self._since = 0 if since is None or detect else since + 1
         return detect
 
 

@@ -37,7 +37,9 @@ class Track:
 
     keypoints (17, 2) float32 and scores (17,) float32: the last raw pose; box (4,) float32: the
     detector's box, moved with the person between detections; score: its last detection score;
-    centre: the pose centre the motion model saw last; missed: frames since last seen.
+    centre: the pose centre the motion model saw last; horizon: seconds of motion predicted past
+    the last observation at most (a person who stops while occluded is not sent on walking);
+    missed: frames since last seen.
     """
 
     track_id: int
@@ -48,6 +50,7 @@ class Track:
     motion: Any
     centre: np.ndarray
     smoother: Optional[OneEuroFilter] = None
+    horizon: float = 0.5
     missed: int = 0
     hits: int = 1
     smoothed: Optional[np.ndarray] = field(default=None, repr=False)
@@ -58,7 +61,9 @@ class Track:
         return self.missed == 0
 
     def shift(self, t: float) -> np.ndarray:
-        """(2,) float32 displacement the motion model predicts from the last pose to ``t``."""
+        """(2,) float32 displacement the motion model predicts from the last pose to ``t``
+        (at most ``horizon`` s of motion)."""
+        t = min(t, self.motion.t + self.horizon)
         return (self.motion.predict(t) - self.centre).astype(np.float32)
 
     def predicted(self, t: float) -> Tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,8 @@ class TrackerConfig:
     new_track_score: an unmatched person starts a track only at or above this box score;
     min_similarity / low_min_similarity: least IoU+OKS similarity to match in stage 1 / 2;
     iou_weight: share of box IoU in the similarity (the rest is OKS); max_missed: frames a
-    track survives unseen; motion: ``kalman``, ``ema`` or ``none``; collapse_score: between
+    track survives unseen; motion: ``kalman``, ``ema`` or ``none``; max_predict_s: seconds
+    of motion a track is predicted past its last sighting at most; collapse_score: between
     detections, a followed track whose mean keypoint score falls below this is dropped;
     smooth: one-euro filter on the output keypoints with min_cutoff (Hz), beta (per person
     height / s) and d_cutoff (Hz); default_fps: the clock when timestamps do not increase.
@@ -42,6 +43,7 @@ class TrackerConfig:
     iou_weight: float = 0.5
     max_missed: int = 30
     motion: str = "kalman"
+    max_predict_s: float = 0.5
     collapse_score: float = 0.3
     detect_when_empty: bool = True
     smooth: bool = False
@@ -53,6 +55,8 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         if self.det_every < 1:
             raise ConfigError(f"det_every must be >= 1, not {self.det_every}")
+        if self.max_predict_s < 0:
+            raise ConfigError(f"max_predict_s must be >= 0, not {self.max_predict_s}")
         if self.max_missed < 0:
             raise ConfigError(f"max_missed must be >= 0, not {self.max_missed}")
         if self.motion not in MOTIONS:
@@ -128,9 +132,9 @@ class PoseTracker:
                           float(poses.box_scores[di]), t)
             ids[di] = track.track_id
             seen.add(track.track_id)
-        for di in high:
+        for di in high.tolist():
             if ids[di] < 0 and poses.box_scores[di] >= self.config.new_track_score:
-                track = self._new_track(poses[int(di)], t)
+                track = self._new_track(poses[di], t)
                 ids[di] = track.track_id
                 seen.add(track.track_id)
         self._age(seen)
@@ -178,7 +182,8 @@ class PoseTracker:
                     else None)
         track = Track(self._next_id, kp.copy(), sc.copy(), box.copy(),
                       float(person.box_scores[0]),
-                      make_motion(cfg.motion, centre, t, box_height(box)), centre, smoother)
+                      make_motion(cfg.motion, centre, t, box_height(box)), centre, smoother,
+                      cfg.max_predict_s)
         if smoother is not None:
             track.smoothed = smoother(kp, t, box_height(box))
         self._next_id += 1
