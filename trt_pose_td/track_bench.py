@@ -1,6 +1,6 @@
 """Measuring tracking: speed and agreement of skip-frame detection, identity, jitter, lag.
 
-Used by ``bench/track_bench.py`` (and the lead's ``trt-pose-td bench --track``); numbers are
+Used by ``trt-pose-td bench --video`` (:mod:`trt_pose_td.cli.bench`); numbers are
 measured here, never asserted in tests. All keypoints: (N, 17, 2) float32 pixels, original frame.
 """
 
@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .geometry import box_iou
-from .tracking import PoseTracker, TrackerConfig
+from .tracking import TrackerConfig
 from .tracking.matching import assign, keypoint_oks
 from .tracking.smoothing import OneEuroFilter
 from .types import Frame, Poses
@@ -36,26 +36,25 @@ def read_video(path: str, limit: Optional[int] = None) -> List[Frame]:
 
 def run_modes(pipeline, frames: Sequence[Frame], configs: Dict[str, TrackerConfig]
               ) -> Dict[str, dict]:
-    """Track ``frames`` once per config with ``pipeline``'s detector and keypoint model
-    (``.detector(frame)``, ``.pose.estimate(frame, boxes)``), interleaved frame by frame so every
-    config sees the same machine state. Per config: ``poses`` (list of :class:`Poses`),
-    ``wall_s`` and ``cpu_s`` (process time, all threads) spent in ``step`` after one warm-up
-    frame, and ``detector_frames``."""
-    def estimate(frame: Frame, boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        return pipeline.pose.estimate(frame, boxes)
+    """Track ``frames`` once per config through the product path (a
+    :class:`~.tracked.TrackedPipeline` around ``pipeline`` per config, one call per frame),
+    interleaved frame by frame so every config sees the same machine state. Per config:
+    ``poses`` (list of :class:`Poses`), ``wall_s`` and ``cpu_s`` (process time, all threads)
+    after one warm-up frame, and ``detector_frames``."""
+    from .tracked import TrackedPipeline
 
-    pipeline.pose.estimate(frames[0], pipeline.detector(frames[0]).boxes[:1])  # warm-up
-    trackers = {name: PoseTracker(c) for name, c in configs.items()}
+    pipeline(frames[0])  # warm-up
+    tracked = {name: TrackedPipeline(pipeline, c) for name, c in configs.items()}
     out: Dict[str, dict] = {name: {"poses": [], "wall_s": 0.0, "cpu_s": 0.0} for name in configs}
     for frame in frames:
-        for name, tracker in trackers.items():
+        for name, tp in tracked.items():
             w0, c0 = time.perf_counter(), time.process_time()
-            poses = tracker.step(frame, pipeline.detector, estimate)
+            poses = tp(frame).poses
             out[name]["wall_s"] += time.perf_counter() - w0
             out[name]["cpu_s"] += time.process_time() - c0
             out[name]["poses"].append(poses)
-    for name, tracker in trackers.items():
-        out[name]["detector_frames"] = tracker.detections_run
+    for name, tp in tracked.items():
+        out[name]["detector_frames"] = tp.tracker.detections_run
     return out
 
 
@@ -231,3 +230,129 @@ def mot_identity(pipeline, folders: Iterable[Path], config: TrackerConfig) -> Di
             total[key] += value
         total["frames"] += len(frames)
     return total
+
+
+# --------------------------------------------------------------------------------------------
+# tables and plot
+#: one-euro settings tried for the smoothing table (min_cutoff Hz, beta)
+SMOOTH_GRID = [(mc, b) for mc in (0.3, 0.5, 1.0, 2.0) for b in (0.0, 0.5, 1.0, 2.0, 4.0)]
+
+
+def skip_frame_rows(pipe, frames: Sequence[Frame], ks: List[int], fps: float
+                    ) -> Tuple[List[dict], List[Poses]]:
+    """Every K interleaved frame by frame; agreement against the first K (1: every frame)."""
+    runs = run_modes(pipe, frames, {k: TrackerConfig(det_every=k) for k in ks})
+    ref = runs[ks[0]]["poses"]
+    base = runs[ks[0]]
+    rows = []
+    for k in ks:
+        r = runs[k]
+        row = {"det_every": k, "fps": len(frames) / r["wall_s"],
+               "cpu_fps": len(frames) / r["cpu_s"],
+               "speedup_wall": base["wall_s"] / r["wall_s"],
+               "speedup_cpu": base["cpu_s"] / r["cpu_s"], "detector_frames": r["detector_frames"],
+               **agreement(r["poses"], ref), **fragmentation(r["poses"], ref, fps),
+               "jitter_px": jitter(r["poses"])}
+        rows.append(row)
+        log.info("K=%d: %s", k, row)
+    return rows, ref
+
+
+def motion_rows(pipe, frames: Sequence[Frame], ref: List[Poses], k: int, fps: float
+                ) -> List[dict]:
+    """The motion models at skip-frame K, against the every-frame reference."""
+    runs = run_modes(pipe, frames, {m: TrackerConfig(det_every=k, motion=m)
+                                    for m in ("kalman", "ema", "none")})
+    rows = []
+    for motion, r in runs.items():
+        rows.append({"motion": motion, "det_every": k,
+                     **agreement(r["poses"], ref[:len(frames)]),
+                     **fragmentation(r["poses"], ref[:len(frames)], fps)})
+        log.info("motion %s: %s", motion, rows[-1])
+    return rows
+
+
+def smoothing_rows(ref: List[Poses], frames: Sequence[Frame], fps: float) -> Dict[str, object]:
+    """Jitter and lag of every :data:`SMOOTH_GRID` setting; ``chosen``: the least lag among
+    those that halve the jitter (else the least jitter)."""
+    stamps = [f.timestamp for f in frames]
+    speed, height = walking_speed(ref, fps)
+    raw = jitter(ref)
+    grid = []
+    for mc, beta in SMOOTH_GRID:
+        sm = smooth_offline(ref, stamps, mc, beta)
+        grid.append({"min_cutoff": mc, "beta": beta, "jitter_px": jitter(sm),
+                     "lag_px": filter_lag(speed, height, fps, mc, beta)})
+    halving = [g for g in grid if g["jitter_px"] <= 0.5 * raw]
+    best = min(halving, key=lambda g: g["lag_px"]) if halving else min(
+        grid, key=lambda g: g["jitter_px"])
+    return {"jitter_raw_px": raw, "walking_speed_px_s": speed, "median_height_px": height,
+            "grid": grid, "chosen": best}
+
+
+def tracking_report(pipe, frames: Sequence[Frame], ks: List[int], fps: float,
+                    motion_frames: int = 50, mot_dirs: Sequence[Path] = ()) -> dict:
+    """The document of ``trt-pose-td bench --video``: every K (skip-frame rows), the motion
+    models at K=5, the smoothing grid, and ID switches on MOT17 sequences (when given)."""
+    skip, ref = skip_frame_rows(pipe, frames, ks, fps)
+    report = {"frames": len(frames), "video_fps": fps, "skip_frame": skip,
+              "motion": motion_rows(pipe, frames[:motion_frames], ref, 5, fps)
+              if motion_frames else [],
+              "smoothing": smoothing_rows(ref, frames, fps), "mot17": {}}
+    for k in sorted({1, max(ks)}) if mot_dirs else ():
+        report["mot17"][f"det_every={k}"] = mot_identity(pipe, mot_dirs,
+                                                        TrackerConfig(det_every=k))
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The tracking bench as text tables."""
+    lines = ["K  fps    x_wall  x_cpu  det_frames  oks_med  oks_p10  reported  tracks/min  "
+             "fragmented  jitter_px"]
+    for r in report["skip_frame"]:
+        lines.append(f"{r['det_every']:<3}{r['fps']:<7.2f}{r['speedup_wall']:<8.2f}"
+                     f"{r['speedup_cpu']:<7.2f}{r['detector_frames']:<12}"
+                     f"{r['oks_median']:<9.3f}{r['oks_p10']:<9.3f}{r['reported']:<10.3f}"
+                     f"{r['tracks_per_minute']:<12.1f}{r['fragmented']:<12}{r['jitter_px']:.2f}")
+    for r in report["motion"]:
+        lines.append(f"motion {r['motion']:<7} K={r['det_every']}: oks_med "
+                     f"{r['oks_median']:.3f} p10 {r['oks_p10']:.3f} reported "
+                     f"{r['reported']:.3f} fragmented {r['fragmented']} tracks {r['tracks']}")
+    s = report["smoothing"]
+    c = s["chosen"]
+    lines.append(f"smoothing: raw jitter {s['jitter_raw_px']:.2f} px; min_cutoff "
+                 f"{c['min_cutoff']} beta {c['beta']}: jitter {c['jitter_px']:.2f} px, lag "
+                 f"{c['lag_px']:.1f} px at {s['walking_speed_px_s']:.0f} px/s walking")
+    for name, m in report["mot17"].items():
+        lines.append(f"MOT17 {name}: {m}")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: str, title: str = "") -> None:
+    """PNG: speed-up and agreement against K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["skip_frame"]
+    ks = [r["det_every"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ks, [r["speedup_wall"] for r in rows], "o-", label="wall clock")
+    a.plot(ks, [r["speedup_cpu"] for r in rows], "s--", label="CPU time")
+    for r in rows:
+        a.annotate(f"{r['fps']:.2f} fps", (r["det_every"], r["speedup_wall"]), fontsize=8,
+                   textcoords="offset points", xytext=(4, -10))
+    a.axhline(1.6, color="grey", lw=0.8, ls="--")
+    a.set(xlabel="detector every K frames", ylabel="speed-up vs every-frame detection",
+          title=title or f"first {report['frames']} frames")
+    a.legend(loc="upper left")
+    for key, label in (("oks_median", "median OKS vs every-frame"), ("oks_p10", "p10 OKS"),
+                       ("reported", "share of persons reported")):
+        b.plot(ks, [r[key] for r in rows], "o-", label=label)
+    b.axhline(0.9, color="grey", lw=0.8, ls="--")
+    b.set(xlabel="detector every K frames", ylim=(0, 1.02), title="agreement with every-frame")
+    b.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -9,10 +9,11 @@ from trt_pose_td.tracking import TrackerConfig
 
 
 @pytest.fixture(scope="module")
-def pipeline(shared):
-    from trt_pose_td.pipeline import PipelineConfig, TopDownPipeline
+def pipeline():
+    """The packaged default pair (vtest.avi comes from the mirror or Debian's opencv-doc)."""
+    from trt_pose_td.api import open_pipeline
 
-    with TopDownPipeline.from_config(PipelineConfig(threads=2), progress=False) as pipe:
+    with open_pipeline(threads=2) as pipe:
         yield pipe
 
 

@@ -1,4 +1,4 @@
-"""The measurement functions behind bench/track_bench.py, on hand-made poses."""
+"""The measurement functions behind `trt-pose-td bench --video`, on hand-made poses."""
 
 from __future__ import annotations
 
