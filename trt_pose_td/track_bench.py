@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -34,8 +34,8 @@ def read_video(path: str, limit: Optional[int] = None) -> List[Frame]:
     return frames
 
 
-def run_modes(pipeline, frames: Sequence[Frame], configs: Dict[str, TrackerConfig]
-              ) -> Dict[str, dict]:
+def run_modes(pipeline, frames: Sequence[Frame], configs: Mapping[Any, TrackerConfig]
+              ) -> Dict[Any, dict]:
     """Track ``frames`` once per config through the product path (a
     :class:`~.tracked.TrackedPipeline` around ``pipeline`` per config, one call per frame),
     interleaved frame by frame so every config sees the same machine state. Per config:
@@ -45,7 +45,7 @@ def run_modes(pipeline, frames: Sequence[Frame], configs: Dict[str, TrackerConfi
 
     pipeline(frames[0])  # warm-up
     tracked = {name: TrackedPipeline(pipeline, c) for name, c in configs.items()}
-    out: Dict[str, dict] = {name: {"poses": [], "wall_s": 0.0, "cpu_s": 0.0} for name in configs}
+    out: Dict[Any, dict] = {name: {"poses": [], "wall_s": 0.0, "cpu_s": 0.0} for name in configs}
     for frame in frames:
         for name, tp in tracked.items():
             w0, c0 = time.perf_counter(), time.process_time()
@@ -295,7 +295,7 @@ def tracking_report(pipe, frames: Sequence[Frame], ks: List[int], fps: float,
     """The document of ``trt-pose-td bench --video``: every K (skip-frame rows), the motion
     models at K=5, the smoothing grid, and ID switches on MOT17 sequences (when given)."""
     skip, ref = skip_frame_rows(pipe, frames, ks, fps)
-    report = {"frames": len(frames), "video_fps": fps, "skip_frame": skip,
+    report: Dict[str, Any] = {"frames": len(frames), "video_fps": fps, "skip_frame": skip,
               "motion": motion_rows(pipe, frames[:motion_frames], ref, 5, fps)
               if motion_frames else [],
               "smoothing": smoothing_rows(ref, frames, fps), "mot17": {}}

@@ -31,10 +31,7 @@ class TrackedPipeline:
     def __init__(self, inner: Any, config: TrackerConfig = TrackerConfig()) -> None:
         self.inner = inner
         self.tracker = PoseTracker(config)
-
-    @property
-    def backend(self) -> str:
-        return str(self.inner.backend)
+        self.backend: str = str(inner.backend)
 
     def __call__(self, image: ImageLike, detections: Optional[Detections] = None
                  ) -> FrameResult:
