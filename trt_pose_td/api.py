@@ -74,6 +74,9 @@ class PipelineOptions(TypedDict, total=False):
     engine_dir: Optional[str]
     precision: Optional[str]
     int8_mode: Optional[str]
+    track: bool
+    det_every: int
+    smooth: bool
 
 
 def open_pipeline(cfg: Optional[PipelineConfig] = None, *, progress: bool = False,
