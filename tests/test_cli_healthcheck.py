@@ -83,21 +83,21 @@ def test_the_address_comes_from_the_config_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_healthcheck_passes_on_a_non_default_port_and_fails_elsewhere(shared, tmp_path):
+def test_healthcheck_passes_on_a_non_default_port_and_fails_elsewhere(service_clip, tmp_path):
     """A real service on a free (non-8080) port: the check resolves the same arguments and gets
     200; the same arguments with another port, nobody listening, are unhealthy (exit 1)."""
-    from tests.service.helpers import DEMO, Serve, free_port, wait_for
+    from tests.service.helpers import Serve, free_port, wait_for
 
-    serve = Serve(tmp_path, str(shared / DEMO), "--loop")
+    serve = Serve(tmp_path, str(service_clip), "--loop")
     try:
         wait_for(serve.serving, 60, "the service's /healthz")
-        wait_for(lambda: cli("healthcheck", "--", str(shared / DEMO), "--http",
+        wait_for(lambda: cli("healthcheck", "--", str(service_clip), "--http",
                              f"127.0.0.1:{serve.http_port}").returncode == 0, 30, "healthy")
-        ok = cli("healthcheck", "--", "--config", os.devnull, str(shared / DEMO), "--http",
+        ok = cli("healthcheck", "--", "--config", os.devnull, str(service_clip), "--http",
                  f"127.0.0.1:{serve.http_port}")
         assert ok.returncode == 0 and ok.stdout.startswith("healthy: http://127.0.0.1:"), ok
         other = free_port()
-        bad = cli("healthcheck", "--timeout", "2", "--", str(shared / DEMO), "--http",
+        bad = cli("healthcheck", "--timeout", "2", "--", str(service_clip), "--http",
                   f"127.0.0.1:{other}")
         assert bad.returncode == 1
         assert bad.stderr.startswith(f"unhealthy: http://127.0.0.1:{other}/healthz: "), bad
