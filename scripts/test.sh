@@ -64,7 +64,7 @@ done
 if [ -n "$PY38" ] && [ $# -eq 0 ]; then
     echo "== Python 3.8 ($PY38): package + CPU tests"
     [ -x .venv38/bin/python ] || "$PY38" -m venv .venv38
-    .venv38/bin/python -m pip install -q --disable-pip-version-check -e '.[ort,eval,service]' \
+    .venv38/bin/python -m pip install -q --disable-pip-version-check -e '.[ort,eval,service,track]' \
         pytest prometheus-client 2>&1 | { grep -v "^WARNING: Location" || true; }
     .venv38/bin/python -m pytest -q -p no:cacheprovider -m "not slow" \
         --ignore=tests/test_typecheck.py

@@ -18,7 +18,7 @@ from trt_pose_td.errors import ConfigError
 from trt_pose_td.tracked import TrackedPipeline
 
 pytest.importorskip("onnxruntime")
-pytest.importorskip("scipy")
+pytest.importorskip("lap")
 cv2 = pytest.importorskip("cv2")
 REPO = Path(__file__).resolve().parents[1]
 

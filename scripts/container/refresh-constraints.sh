@@ -59,12 +59,12 @@ for item in json.load(open(sys.argv[1]))["install"]:
 COMMON=("paho-mqtt>=1.6" "tqdm>=4.60" "packaging>=20" "tomli>=1.2")
 case "$TARGET" in
     cpu) frozen=$(freeze_cpu) ;;
-    jetson) frozen=$(resolve 3.10 aarch64 "numpy<2" "cuda-python>=12.6,<12.7" "scipy>=1.6" \
+    jetson) frozen=$(resolve 3.10 aarch64 "numpy<2" "cuda-python>=12.6,<12.7" "lap>=0.5.12" \
                          "${COMMON[@]}") ;;
-    jp5) frozen=$(resolve 3.8 aarch64 "numpy<2" "cuda-python>=11.8,<11.8.3" "scipy>=1.6,<1.11" \
+    jp5) frozen=$(resolve 3.8 aarch64 "numpy<2" "cuda-python>=11.8,<11.8.3" "lap>=0.5.12" \
                       "${COMMON[@]}") ;;
     x86) frozen=$(resolve 3.10 x86_64 "numpy>=1.20" "opencv-python-headless>=4.5" \
-                      "cuda-python>=12.6,<12.7" "scipy>=1.6" "${COMMON[@]}") ;;
+                      "cuda-python>=12.6,<12.7" "lap>=0.5.12" "${COMMON[@]}") ;;
     *) echo "usage: $0 [cpu|jetson|jp5|x86]" >&2; exit 2 ;;
 esac
 printf '%s\n' "$frozen" > "$OUT"

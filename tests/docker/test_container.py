@@ -163,7 +163,7 @@ def test_serve_publishes_answers_health_and_stops_cleanly(image, tmp_path):
            "--user", ARBITRARY_UID, "-v", f"{media}:/media:ro", "-v", f"{out}:/out", image,
            *camera_args(cameras), "--mqtt", f"127.0.0.1:{broker.port}",
            "--http", f"127.0.0.1:{http_port}", "--jsonl", "/out/poses.jsonl", "--threads", "1",
-           "--track")  # track IDs: the image carries the tracker (scipy)
+           "--track")  # track IDs: the image carries the tracker (lap)
     try:
         url = f"http://127.0.0.1:{http_port}/healthz"
 

@@ -3,7 +3,8 @@ constant-velocity motion model), skip-frame detection and one-euro keypoint smoo
 
 ``PoseTracker(TrackerConfig(det_every=5, smooth=True)).step(frame, detect, estimate)``; see
 :mod:`.skipframe` for what ``detect`` / ``estimate`` are and what a streaming pipeline must do.
-Needs scipy (``pip install 'trt-pose-td[track]'``) for the assignment.
+Needs lap (``pip install 'trt-pose-td[track]'``: Jonker-Volgenant assignment, BSD, numpy only,
+1.7 MB wheels for Python 3.8-3.13 on x86_64 and aarch64) for the assignment.
 """
 
 from __future__ import annotations

@@ -62,10 +62,11 @@ def assign(sim: np.ndarray, min_similarity: float
     rows, cols = sim.shape
     if rows == 0 or cols == 0:
         return [], list(range(rows)), list(range(cols))
-    optimize = require("scipy.optimize", "track", "scipy")
-    gated = np.where(sim >= min_similarity, sim, 0.0)
-    r, c = optimize.linear_sum_assignment(gated, maximize=True)
-    pairs = [(int(i), int(j)) for i, j in zip(r, c) if sim[i, j] >= min_similarity]
+    lap = require("lap", "track", "lap")
+    gated = np.where(sim >= min_similarity, sim, 0.0).astype(np.float64)
+    _, col_of_row, _ = lap.lapjv(-gated, extend_cost=True)  # Jonker-Volgenant, rectangular
+    pairs = [(int(i), int(j)) for i, j in enumerate(col_of_row)
+             if j >= 0 and sim[i, j] >= min_similarity]
     used_r = {i for i, _ in pairs}
     used_c = {j for _, j in pairs}
     return (pairs, [i for i in range(rows) if i not in used_r],
