@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.as_dict(), indent=2, sort_keys=True))
         return 0
-    if cfg.jsonl.path not in ("", "-"):  # before the engines load, not after
+    if cfg.jsonl.path not in ("", "-", "auto"):  # before the engines load, not after
         check_output_file(Path(cfg.jsonl.path), "--jsonl / [jsonl] path")
     check_device(cfg)
     if not args.verbose:
