@@ -47,6 +47,10 @@ def _targets(args: argparse.Namespace) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cache_dir:  # a bad folder is the user's mistake to hear about first
+        from ..io.paths import ensure_output_dir
+
+        ensure_output_dir(Path(args.cache_dir), "--cache-dir")
     from ..cuda.nvrtc import nvrtc_version, precompile
 
     major, minor = nvrtc_version()
