@@ -161,12 +161,40 @@ class StageTimes(Dict[str, float]):
 
 
 @dataclass
+class BatchInfo:
+    """How one ``pipeline.batch(frames)`` call ran, shared by the results of its frames.
+
+    persons: persons per frame, in the order of the frames given; detector_calls: detector
+    engine runs (1 for a dynamic-batch detector, one per frame for a static one);
+    keypoint_batches: the batch size of every keypoint engine run, in order (a flip run counts
+    once; a pose-guided re-crop pass adds its own runs); ms: wall time of the whole call.
+    """
+
+    persons: List[int]
+    detector_calls: int = 0
+    keypoint_batches: List[int] = field(default_factory=list)
+    ms: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        return len(self.persons)
+
+    def as_dict(self) -> dict:
+        """JSON-ready: ``{"frames", "persons", "detector_calls", "keypoint_batches", "ms"}``."""
+        return {"frames": self.frames, "persons": list(self.persons),
+                "detector_calls": self.detector_calls,
+                "keypoint_batches": list(self.keypoint_batches), "ms": round(self.ms, 3)}
+
+
+@dataclass
 class FrameResult:
-    """What the pipeline returns for one frame."""
+    """What the pipeline returns for one frame. ``batch``: set by ``pipeline.batch(frames)``
+    (the same :class:`BatchInfo` object for every frame of that call), None otherwise."""
 
     frame: Frame
     poses: Poses
     times: StageTimes
+    batch: Optional[BatchInfo] = None
 
     def to_json(self) -> dict:
         """The ``poses.jsonl`` object: frame, source, timestamp, persons."""
