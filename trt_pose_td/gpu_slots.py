@@ -58,7 +58,8 @@ def per_frame_batch(call: Callable[[Any, Optional[Detections]], FrameResult],
     one keypoint batch across frames). Results as :meth:`.pipeline.CpuPipeline.batch` gives
     them: in order, all sharing one :class:`~.types.BatchInfo` (each frame keeps its own
     stage times and ``"total"``)."""
-    given = list(detections) if detections is not None else [None] * len(images)
+    given: List[Optional[Detections]] = (list(detections) if detections is not None
+                                         else [None] * len(images))
     if len(given) != len(images):
         raise ValueError(f"{len(images)} frames but {len(given)} detections")
     t0 = time.perf_counter()

@@ -82,7 +82,8 @@ class CpuPipeline:
         to the batch's cost; ``"total"`` is the wall time of the whole call. Every result's
         ``batch`` is one :class:`~.types.BatchInfo` (persons per frame, run sizes)."""
         frames = [as_frame(image) for image in images]
-        given = list(detections) if detections is not None else [None] * len(frames)
+        given: List[Optional[Detections]] = (list(detections) if detections is not None
+                                             else [None] * len(frames))
         if len(given) != len(frames):
             raise ValueError(f"{len(frames)} frames but {len(given)} detections")
         t0 = time.perf_counter()

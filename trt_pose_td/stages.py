@@ -9,7 +9,7 @@ their host-side parts (crop affines, detector decoding) around its kernels.
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -261,7 +261,7 @@ def _no_keypoints() -> Tuple[np.ndarray, np.ndarray]:
 
 
 def share_times(times: Sequence[Optional[StageTimes]], stage: str, t0: float,
-                weights: Sequence[int]) -> None:
+                weights: Union[Sequence[int], np.ndarray]) -> None:
     """Split the milliseconds since ``t0`` (perf_counter) among ``times`` by ``weights`` (a
     frame's persons in a shared keypoint chunk, 1 each in a detector run), so the frames' stage
     times of one batch add up to its cost."""
