@@ -53,7 +53,7 @@ def worker(video: str, cameras: int, threads: int) -> int:
         pipe.batch([next(f) for f in feeds])  # warm-up (first runs allocate)
         print("ready", flush=True)
         deadline = float(sys.stdin.readline().split()[1])
-        start = time.time()
+        start, cpu_start = time.time(), time.process_time()
         ticks: List[Dict[str, Any]] = []
         while True:
             results = pipe.batch([next(f) for f in feeds])
@@ -62,11 +62,11 @@ def worker(video: str, cameras: int, threads: int) -> int:
                 break
             info = results[0].batch
             assert info is not None
-            ticks.append({"end": end, "persons": info.persons,
+            ticks.append({"end": end, "cpu": time.process_time(), "persons": info.persons,
                           "keypoint_batches": info.keypoint_batches,
                           "detector_calls": info.detector_calls})
-    print(json.dumps({"pid": os.getpid(), "start": start, "cameras": cameras, "ticks": ticks}),
-          flush=True)
+    print(json.dumps({"pid": os.getpid(), "start": start, "cpu_start": cpu_start,
+                      "cameras": cameras, "ticks": ticks}), flush=True)
     return 0
 
 
@@ -119,19 +119,24 @@ def run_config(video: str, procs: int, cams_each: int, seconds: float, threads: 
 def summarize(reports: List[Dict[str, Any]], peak: Dict[int, Dict[str, int]], cameras: int,
               window_start: float) -> Dict[str, Any]:
     persons_per_s, frames_per_s, batches = 0.0, [], []
+    persons = cpu_s = 0.0
     for r in reports:
         ticks = r["ticks"]
         if not ticks:
             raise RuntimeError(f"worker {r['pid']}: no tick ended within the window "
                                "(raise --seconds)")
         elapsed = ticks[-1]["end"] - max(r["start"], window_start)
-        persons_per_s += sum(sum(t["persons"]) for t in ticks) / elapsed
+        n = sum(sum(t["persons"]) for t in ticks)
+        persons_per_s += n / elapsed
+        persons += n
+        cpu_s += ticks[-1]["cpu"] - r["cpu_start"]
         frames_per_s += [len(ticks) / elapsed] * r["cameras"]
         batches += [b for t in ticks for b in t["keypoint_batches"]]
     return {
         "processes": len(reports), "cameras": cameras,
         "persons_per_s": persons_per_s,
         "fps_per_camera": statistics.mean(frames_per_s),
+        "persons_per_cpu_s": persons / cpu_s if cpu_s else 0.0, "cpu_s": cpu_s,
         "ticks": sum(len(r["ticks"]) for r in reports),
         "keypoint_batch_mean": statistics.mean(batches) if batches else 0.0,
         "keypoint_batches": {str(b): batches.count(b) for b in sorted(set(batches))},
@@ -188,6 +193,7 @@ def measure(video: str, counts: List[int], seconds: float, rounds: int, threads:
 def fmt(row: Dict[str, Any]) -> str:
     return (f"{row['cameras']} camera(s) {row['mode']:<8} {row['processes']} process(es): "
             f"{row['persons_per_s']:6.2f} persons/s, {row['fps_per_camera']:5.2f} fps/camera, "
+            f"{row['persons_per_cpu_s']:5.2f} persons/CPU-s, "
             f"keypoint batch {row['keypoint_batch_mean']:4.1f}, RSS {row['rss_mib']:6.0f} MiB, "
             f"PSS {row['pss_mib']:6.0f} MiB")
 
@@ -201,15 +207,18 @@ def verdict(rows: List[Dict[str, Any]], n: int) -> Dict[str, Any]:
     one, sep = by["one"], by["separate"]
     speed = one["persons_per_s"] / sep["persons_per_s"]
     rss, pss = one["rss_mib"] / sep["rss_mib"], one["pss_mib"] / sep["pss_mib"]
-    return {"cameras": n, "speedup": speed, "rss_ratio": rss, "pss_ratio": pss,
+    cpu = one["persons_per_cpu_s"] / sep["persons_per_cpu_s"]
+    return {"cameras": n, "speedup": speed, "cpu_efficiency": cpu, "rss_ratio": rss,
+            "pss_ratio": pss,
             "met": speed >= 1.3 and rss < 0.5 and pss < 0.5}
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
-    head = ("| cameras | layout | processes | persons/s | fps/camera | keypoint batch (mean) "
-            "| RSS MiB | PSS MiB |\n|---|---|---|---|---|---|---|---|")
+    head = ("| cameras | layout | processes | persons/s | fps/camera | persons/CPU-s "
+            "| keypoint batch (mean) | RSS MiB | PSS MiB |\n|---|---|---|---|---|---|---|---|---|")
     lines = [f"| {r['cameras']} | {r['mode']} | {r['processes']} | {r['persons_per_s']:.2f} | "
-             f"{r['fps_per_camera']:.2f} | {r['keypoint_batch_mean']:.1f} | "
+             f"{r['fps_per_camera']:.2f} | {r['persons_per_cpu_s']:.2f} | "
+             f"{r['keypoint_batch_mean']:.1f} | "
              f"{r['rss_mib']:.0f} | {r['pss_mib']:.0f} |"
              for r in sorted(rows, key=lambda r: (r["cameras"], r["mode"]))]
     return "\n".join([head, *lines])
@@ -259,7 +268,8 @@ def main() -> int:
     print(table(rows))
     goals = [v for v in (verdict(rows, n) for n in args.cameras) if v]
     for v in goals:
-        print(f"{v['cameras']} cameras, one process vs separate: {v['speedup']:.2f}x persons/s, "
+        print(f"{v['cameras']} cameras, one process vs separate: {v['speedup']:.2f}x persons/s "
+              f"({v['cpu_efficiency']:.2f}x persons per CPU-second), "
               f"{v['rss_ratio']:.2f}x RSS, {v['pss_ratio']:.2f}x PSS -> goal (>= 1.3x, < 0.5x "
               f"memory) {'met' if v['met'] else 'NOT met'}")
     if args.json:
