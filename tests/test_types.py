@@ -44,3 +44,7 @@ def test_frame_result_json_schema():
     assert not hasattr(times, "total")  # the frame time is the "total" entry, never a sum
     r = FrameResult(Frame(np.zeros((2, 2, 3), np.uint8), 7, 1.5, "a.jpg"), Poses.empty(), times)
     assert r.to_json() == {"frame": 7, "source": "a.jpg", "timestamp": 1.5, "persons": []}
+    tagged = FrameResult(Frame(np.zeros((2, 2, 3), np.uint8), 7, 1.5, "a.jpg", "door"),
+                         Poses.empty(), times)
+    assert list(tagged.to_json()) == ["frame", "source", "camera", "timestamp", "persons"]
+    assert tagged.to_json()["camera"] == "door"

@@ -27,12 +27,14 @@ def _as(a: object, dtype: type, shape_tail: tuple, name: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Frame:
-    """One input image: (H, W, 3) uint8 BGR, its index in the source and capture time (s)."""
+    """One input image: (H, W, 3) uint8 BGR, its index in the source and capture time (s);
+    ``camera``: the name of the camera it came from in a multi-camera service ("" otherwise)."""
 
     image: np.ndarray
     index: int = 0
     timestamp: float = field(default_factory=time.time)
     source: str = ""
+    camera: str = ""
 
     def __post_init__(self) -> None:
         img = self.image
@@ -197,13 +199,13 @@ class FrameResult:
     batch: Optional[BatchInfo] = None
 
     def to_json(self) -> dict:
-        """The ``poses.jsonl`` object: frame, source, timestamp, persons."""
-        return {
-            "frame": self.frame.index,
-            "source": self.frame.source,
-            "timestamp": round(self.frame.timestamp, 6),
-            "persons": self.poses.to_list(),
-        }
+        """The ``poses.jsonl`` object: frame, source, (camera, when the frame has one),
+        timestamp, persons."""
+        doc: dict = {"frame": self.frame.index, "source": self.frame.source}
+        if self.frame.camera:
+            doc["camera"] = self.frame.camera
+        doc.update(timestamp=round(self.frame.timestamp, 6), persons=self.poses.to_list())
+        return doc
 
 
 def summarize_times(all_times: List[StageTimes]) -> Dict[str, Dict[str, float]]:
