@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use for real: an MQTT broker, a headless browser, systemd-analyze.
-APT_PACKAGES=(mosquitto chromium chromium-driver systemd)
+# Debian packages the tests use for real: an MQTT broker, a headless browser, systemd-analyze,
+# podman, runc and mmdebstrap (scripts/container/) build and run the CPU image.
+APT_PACKAGES=(mosquitto chromium chromium-driver systemd podman runc mmdebstrap)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
@@ -39,6 +40,10 @@ echo "== data mirror: ${TRT_POSE_TD_MIRROR:-(none: tests needing real models wil
 
 echo "== ruff"
 .venv/bin/ruff check .
+# The CPU image with podman: build time, size, layers (its checks: tests/docker/test_container.py).
+if [ $# -eq 0 ]; then
+    scripts/container/build-cpu.sh
+fi
 echo "== pytest"
 .venv/bin/python -m pytest -q "$@"
 

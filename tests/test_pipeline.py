@@ -95,3 +95,60 @@ def test_unknown_model_and_fixed_input_size():
         get_spec("yolox_nano_416").with_input_size((320, 320))
     assert get_spec("rtmdet_nano_person").with_input_size((640, 640)).preprocess.input_size == \
         (640, 640)
+
+
+# -- the pipeline protocol: one frame, given boxes, streams -------------------------------------
+@pytest.fixture()
+def pipe(detector, standins):
+    est = PoseEstimator(OrtEngine(standins["heatmap"]), get_spec("pp_tinypose_256x192"))
+    with CpuPipeline(detector, est) as p:
+        yield p
+
+
+def test_given_detections_replace_the_detector(pipe):
+    frame = _frame_with_dots([(100, 200)])
+    boxes = Detections(np.array([[60, 120, 140, 300]], np.float32), np.array([0.7], np.float32))
+    result = pipe(frame, detections=boxes)
+    assert len(result.poses) == 1 and "det_infer" not in result.times
+    np.testing.assert_array_equal(result.poses.boxes, boxes.boxes)
+    assert len(pipe(frame).poses) == 2  # the stand-in detector's two boxes
+
+
+def test_one_frame_from_an_array_or_a_path(pipe, tmp_path):
+    import cv2
+
+    frame = _frame_with_dots([(100, 200)])
+    cv2.imwrite(str(tmp_path / "f.png"), frame.image)
+    by_array = pipe(frame.image).poses
+    by_path = pipe(tmp_path / "f.png").poses
+    np.testing.assert_array_equal(by_array.keypoints, by_path.keypoints)
+    with pytest.raises(TypeError, match="BGR array or an image path"):
+        pipe(42)
+
+
+def test_stream_keeps_frame_order_and_equals_single_calls(pipe):
+    frames = [Frame(_frame_with_dots([(100 + 40 * i, 200)]).image, i, float(i))
+              for i in range(5)]
+    streamed = list(pipe.stream(iter(frames)))
+    assert [r.frame.index for r in streamed] == [0, 1, 2, 3, 4]
+    for frame, got in zip(frames, streamed):
+        np.testing.assert_array_equal(got.poses.keypoints, pipe(frame).poses.keypoints)
+
+
+def test_stream_of_arrays_numbers_them_and_an_empty_source_yields_nothing(pipe):
+    images = [_frame_with_dots([(100, 200)]).image] * 3
+    assert [r.frame.index for r in pipe.stream(images)] == [0, 1, 2]
+    assert list(pipe.stream([])) == []
+
+
+def test_stream_delivers_every_frame_before_a_source_error(pipe):
+    def failing():
+        for _ in range(3):
+            yield _frame_with_dots([(100, 200)])
+        raise OSError("camera unplugged")
+
+    got = []
+    with pytest.raises(OSError, match="camera unplugged"):
+        for result in pipe.stream(failing()):
+            got.append(result)
+    assert len(got) == 3

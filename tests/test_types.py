@@ -43,8 +43,23 @@ def test_frame_result_json_schema():
     assert times == {"crop": 3.0, "total": 3.5}
     assert not hasattr(times, "total")  # the frame time is the "total" entry, never a sum
     r = FrameResult(Frame(np.zeros((2, 2, 3), np.uint8), 7, 1.5, "a.jpg"), Poses.empty(), times)
-    assert r.to_json() == {"frame": 7, "source": "a.jpg", "timestamp": 1.5, "persons": []}
+    assert r.to_dict() == {"frame": 7, "source": "a.jpg", "timestamp": 1.5, "persons": []}
+    assert r.to_json() == '{"frame":7,"source":"a.jpg","timestamp":1.5,"persons":[]}'
     tagged = FrameResult(Frame(np.zeros((2, 2, 3), np.uint8), 7, 1.5, "a.jpg", "door"),
                          Poses.empty(), times)
-    assert list(tagged.to_json()) == ["frame", "source", "camera", "timestamp", "persons"]
-    assert tagged.to_json()["camera"] == "door"
+    assert list(tagged.to_dict()) == ["frame", "source", "camera", "timestamp", "persons"]
+    assert tagged.to_dict()["camera"] == "door"
+
+
+def test_keypoints_as_one_array_match_the_json():
+    kp = np.arange(2 * 17 * 2, dtype=np.float32).reshape(2, 17, 2) + 0.25
+    ks = np.linspace(0, 1, 34, dtype=np.float32).reshape(2, 17)
+    p = Poses(kp, ks, np.zeros((2, 4)), [0.5, 1.0])
+    xys = p.to_array()
+    assert xys.shape == (2, 17, 3) and xys.dtype == np.float32
+    assert np.array_equal(xys[..., :2], kp) and np.array_equal(xys[..., 2], ks)
+    assert np.allclose(np.array([q["keypoints"] for q in p.to_list()]), xys, atol=1e-4)
+    assert Poses.empty().to_array().shape == (0, 17, 3)
+    back = Poses.from_list(p.to_list())
+    assert np.allclose(back.to_array(), xys, atol=1e-4) and back.box_scores.tolist() == [0.5, 1]
+    assert len(Poses.from_list([])) == 0

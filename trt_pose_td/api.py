@@ -2,23 +2,38 @@
 
 ``open_pipeline(cfg)`` (or keyword arguments of :class:`~.config.PipelineConfig`) resolves the
 config once (:func:`~.plan.resolve`) and builds the CPU pipeline (ONNX Runtime) or the GPU
-pipeline (TensorRT) from that plan. Both satisfy :class:`Pipeline`.
+pipeline (TensorRT) from that plan. Both satisfy :class:`Pipeline`. :func:`draw` and
+:func:`sample_image` complete the public surface re-exported by ``trt_pose_td`` (docs/api.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Iterator, List, Optional, Sequence
+from pathlib import Path
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    TypedDict,
+    Union,
+)
 
-try:  # Python >= 3.8
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    from typing_extensions import Protocol  # type: ignore[assignment]
+import numpy as np
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 from .config import PipelineConfig
-from .errors import ConfigError
+from .errors import ConfigError, require
+from .io.inputs import ImageLike
 from .plan import resolve
-from .types import Detections, FrameResult
+from .types import Detections, FrameResult, Poses
 
 
 class Pipeline(Protocol):
@@ -39,7 +54,8 @@ class Pipeline(Protocol):
     #: ``onnxruntime`` or ``tensorrt``: which engines run.
     backend: str
 
-    def __call__(self, image: Any, detections: Optional[Detections] = None) -> FrameResult: ...
+    def __call__(self, image: ImageLike, detections: Optional[Detections] = None
+                 ) -> FrameResult: ...
 
     def stream(self, frames: Any) -> Iterator[FrameResult]: ...
 
@@ -49,13 +65,39 @@ class Pipeline(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Any: ...
+    def __enter__(self) -> Pipeline: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
 
+class PipelineOptions(TypedDict, total=False):
+    """:func:`open_pipeline`'s keyword options: the fields of :class:`PipelineConfig` (whose
+    docstring says what each means; ``det_size`` may also be one int, square), typed so a
+    checker catches a misspelt or mistyped option (tests/test_api.py keeps the two in step)."""
+
+    detector: str
+    pose: str
+    detector_like: str
+    pose_like: str
+    det_size: Union[int, Tuple[int, int], None]
+    score_threshold: float
+    iou_threshold: float
+    max_persons: int
+    max_batch: int
+    refine: str
+    box_padding: float
+    flip: bool
+    recrop: bool
+    backend: str
+    threads: Optional[int]
+    preprocessor: str
+    engine_dir: Optional[str]
+    precision: Optional[str]
+    int8_mode: Optional[str]
+
+
 def open_pipeline(cfg: Optional[PipelineConfig] = None, *, progress: bool = False,
-                  **options: Any) -> Pipeline:
+                  **options: Unpack[PipelineOptions]) -> Pipeline:
     """A ready pipeline for ``cfg`` (default :class:`PipelineConfig()`), with ``options``
     overriding its fields (``open_pipeline(backend="auto", det_size=(640, 640))``).
 
@@ -65,13 +107,15 @@ def open_pipeline(cfg: Optional[PipelineConfig] = None, *, progress: bool = Fals
     """
     cfg = cfg or PipelineConfig()
     if options:
-        unknown = sorted(set(options) - set(cfg.as_dict()))
+        fields: Dict[str, Any] = dict(options)  # untyped callers may pass anything
+        unknown = sorted(set(fields) - set(cfg.as_dict()))
         if unknown:
             raise ConfigError(f"unknown pipeline option(s) {', '.join(unknown)}; known: "
                               f"{', '.join(cfg.as_dict())}")
-        if isinstance(options.get("det_size"), int):
-            options["det_size"] = (options["det_size"], options["det_size"])
-        cfg = replace(cfg, **options)
+        size = fields.get("det_size")
+        if isinstance(size, int) and not isinstance(size, bool):
+            fields["det_size"] = (size, size)
+        cfg = replace(cfg, **fields)
     plan = resolve(cfg, progress)
     if plan.backend == "tensorrt":
         from .gpu_pipeline import GpuPipeline
@@ -80,3 +124,24 @@ def open_pipeline(cfg: Optional[PipelineConfig] = None, *, progress: bool = Fals
     from .pipeline import CpuPipeline
 
     return CpuPipeline.from_plan(plan)
+
+
+def draw(image: np.ndarray, result: Union[FrameResult, Poses], keypoint_threshold: float = 0.3,
+         draw_boxes: bool = True, min_person_score: float = 0.0) -> np.ndarray:
+    """A copy of ``image`` ((H, W, 3) uint8 BGR, the frame the result's pixels refer to) with
+    every person's box, limbs and keypoints drawn (what ``trt-pose-td run`` writes). Keypoints
+    scoring below ``keypoint_threshold`` and persons below ``min_person_score`` are left out.
+    Needs OpenCV (``pip install 'trt-pose-td[cv]'``)."""
+    from .io.draw import draw_poses
+
+    require("cv2", "cv", "opencv-python-headless")
+    poses = result.poses if isinstance(result, FrameResult) else result
+    return draw_poses(image, poses, keypoint_threshold, draw_boxes, min_person_score)
+
+
+def sample_image() -> Path:
+    """The sample photo shipped in the package (640x480 JPEG, COCO val2017 000000001000.jpg,
+    CC BY 2.0, about 14 people): something to run on without downloading anything."""
+    from .assets import sample_paths
+
+    return sample_paths("sample", progress=False)[0]

@@ -6,12 +6,14 @@ Coordinates: continuous image pixels of the *original* frame, pixel ``(i, j)`` c
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Union, cast
 
 import numpy as np
 
+from .io.uri import redact
 from .skeleton import NUM_KEYPOINTS
 
 Index = Union[int, slice, np.ndarray]
@@ -137,11 +139,28 @@ class Poses:
         for i in range(len(self)):
             yield self[i]
 
+    def to_array(self) -> np.ndarray:
+        """(N, 17, 3) float32: ``x, y`` (pixels, original frame) and the score of every
+        keypoint, in :data:`~.skeleton.KEYPOINT_NAMES` order."""
+        return np.concatenate([self.keypoints, self.keypoint_scores[:, :, None]], axis=2)
+
+    @classmethod
+    def from_list(cls, persons: List[dict]) -> Poses:
+        """The inverse of :meth:`to_list`: poses from the ``"persons"`` of a ``poses.jsonl``
+        line or an MQTT message (rounded as they were written)."""
+        if not persons:
+            return cls.empty()
+        xys = np.asarray([p["keypoints"] for p in persons], np.float32).reshape(-1,
+                                                                               NUM_KEYPOINTS, 3)
+        return cls(xys[..., :2], xys[..., 2], np.asarray([p["box"] for p in persons]),
+                   np.asarray([p["score"] for p in persons]))
+
     def to_list(self) -> list:
         """JSON-ready persons: ``[{"box", "score", "keypoints": [[x, y, s] x 17]}]``."""
         out = []
+        xys = self.to_array()
         for i in range(len(self)):
-            kp = np.concatenate([self.keypoints[i], self.keypoint_scores[i, :, None]], axis=1)
+            kp = xys[i]
             out.append({
                 "box": [round(float(v), 2) for v in self.boxes[i]],
                 "score": round(float(self.box_scores[i]), 4),
@@ -198,14 +217,22 @@ class FrameResult:
     times: StageTimes
     batch: Optional[BatchInfo] = None
 
-    def to_json(self) -> dict:
-        """The ``poses.jsonl`` object: frame, source, (camera, when the frame has one),
-        timestamp, persons."""
-        doc: dict = {"frame": self.frame.index, "source": self.frame.source}
+    def to_dict(self) -> dict:
+        """The ``poses.jsonl`` object: ``{"frame", "source", "camera" (only when the frame has
+        one), "timestamp", "persons": [{"box": [x1, y1, x2, y2], "score", "keypoints": [[x, y,
+        score] x 17]}]}`` (pixels, original frame; coordinates rounded to 0.01 px, scores to
+        1e-4)."""
+        doc: dict = {"frame": self.frame.index,
+                     "source": redact(self.frame.source)}  # never a camera password
         if self.frame.camera:
             doc["camera"] = self.frame.camera
         doc.update(timestamp=round(self.frame.timestamp, 6), persons=self.poses.to_list())
         return doc
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as one compact JSON line (no newline): a ``poses.jsonl`` line. NaN is
+        refused (ValueError), never written as invalid JSON."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
 
 
 def summarize_times(all_times: List[StageTimes]) -> Dict[str, Dict[str, float]]:

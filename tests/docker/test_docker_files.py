@@ -1,7 +1,9 @@
 """Deployment files: hadolint on every Dockerfile, shellcheck on the scripts, `systemd-analyze
 verify` on the units (any warning fails), the install script staged, the entrypoint run.
 
-No Docker engine runs in CI: the Dockerfiles are checked by hadolint only.
+The CPU image is also built and run with podman (tests/docker/test_container.py); the Jetson and
+x86 images are linted only (their NGC bases cannot be pulled in CI), so the structure they share
+with the CPU image is checked here line by line.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILES = sorted(DOCKER.glob("Dockerfile.*"))
 UNITS = sorted((DOCKER / "systemd").glob("*.service"))
-SCRIPTS = [DOCKER / "entrypoint.sh", DOCKER / "install.sh"]
+SCRIPTS = [DOCKER / "entrypoint.sh", DOCKER / "install.sh",
+           *sorted((REPO / "scripts" / "container").glob("*.sh"))]
 
 
 def tool(name: str) -> str:
@@ -50,6 +53,33 @@ def test_jetson_dockerfile_covers_both_jetpacks_and_precompiles():
     assert "l4t-jetpack:r35" in text and "TensorRT 8.5" in text  # JetPack 5 recipe
     assert "trt-pose-td precompile" in text
     assert 'ENTRYPOINT ["/usr/local/bin/trt-pose-td-entrypoint"]' in text
+
+
+#: Lines every image has: same entrypoint, user, state folder, healthcheck, pinned dependencies.
+SHARED_LINES = (
+    'ENTRYPOINT ["/usr/local/bin/trt-pose-td-entrypoint"]',
+    "COPY docker/entrypoint.sh /usr/local/bin/trt-pose-td-entrypoint",
+    "USER 10001",
+    "VOLUME /var/lib/trt-pose-td",
+    "RUN groupadd --gid 10001 trtpose \\",
+    "    && chown -R 10001:0 /var/lib/trt-pose-td \\",
+    "    && chmod -R g=u /var/lib/trt-pose-td",
+    '    CMD ["trt-pose-td", "healthcheck"]',
+    "    TRT_POSE_TD_CACHE=/var/lib/trt-pose-td/cache \\",
+    "    TRT_POSE_TD_CONTAINER=1",
+)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_every_image_shares_the_cpu_images_structure(dockerfile):
+    lines = dockerfile.read_text().splitlines()
+    assert [line for line in SHARED_LINES if line not in lines] == []
+    assert "127.0.0.1:8080" not in dockerfile.read_text()  # the healthcheck follows the config
+    constraints = [line for line in lines if "constraints-" in line and
+                   line.startswith(("ARG CONSTRAINTS=", "COPY docker/"))]
+    assert constraints, "no constraints file"
+    name = constraints[0].split("docker/", 1)[1].split()[0]
+    assert (DOCKER / name).is_file() and "==" in (DOCKER / name).read_text()
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)

@@ -42,7 +42,7 @@ def test_messages_reach_a_subscriber_with_the_jsonl_schema(broker):
     finally:
         sink.close()
         sub.close()
-    expected = result(1).to_json()
+    expected = result(1).to_dict()
     assert docs[1] == dict(expected, camera="door")
     assert [d["frame"] for d in docs] == [0, 1, 2]
     assert len(docs[0]["persons"][0]["keypoints"]) == 17

@@ -3,6 +3,7 @@ camera served over HTTP, a datagram socket standing in for systemd's notify sock
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -47,18 +48,27 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
 
 
 class Broker:
-    """``mosquitto -p PORT`` from Debian's package; stop() and start() keep the port."""
+    """``mosquitto -p PORT`` from Debian's package; stop() and start() keep the port.
 
-    def __init__(self, port: Optional[int] = None) -> None:
+    ``config``: mosquitto.conf text instead (``{port}`` expands), e.g. a TLS listener.
+    """
+
+    def __init__(self, port: Optional[int] = None, config: str = "",
+                 folder: Optional[Path] = None) -> None:
         exe = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
         if exe is None:
             pytest.skip("mosquitto is not installed (scripts/test.sh apt-installs it)")
         self.exe, self.port = exe, port or free_port()
+        self.args = ["-p", str(self.port)]
+        if config:
+            conf = (folder or Path("/tmp")) / f"mosquitto-{self.port}.conf"
+            conf.write_text(config.format(port=self.port))
+            self.args = ["-c", str(conf)]
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self) -> Broker:
-        self.proc = subprocess.Popen([self.exe, "-p", str(self.port)],
+        self.proc = subprocess.Popen([self.exe, *self.args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for(self._listening, 10, f"mosquitto on port {self.port}")
         return self
@@ -82,11 +92,16 @@ class Broker:
 class Subscriber:
     """A paho client collecting (topic, payload) pairs of ``topic`` (wildcards allowed)."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, tls: Optional[Dict[str, str]] = None,
+                 auth: Optional[Tuple[str, str]] = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: queue.Queue[Tuple[str, bytes, bool]] = queue.Queue()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if tls:
+            self.client.tls_set(**tls)
+        if auth:
+            self.client.username_pw_set(*auth)
         self._subscribed = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
@@ -153,13 +168,18 @@ class MjpegCamera:
     ``frames_per_connection`` ends each connection after that many frames (a flaky camera);
     ``stall_after`` keeps the connection open but sends nothing after that many frames;
     ``stop()`` closes the socket and every open stream (unplugged), ``start()`` brings it back on
-    the same port.
+    the same port. ``auth=(user, password)`` demands HTTP Basic authentication (401 otherwise);
+    ``authorized`` counts the connections that passed it.
     """
 
     def __init__(self, jpegs: List[bytes], fps: float = 10.0,
-                 frames_per_connection: int = 0, stall_after: int = 0) -> None:
+                 frames_per_connection: int = 0, stall_after: int = 0,
+                 auth: Optional[Tuple[str, str]] = None) -> None:
         self.jpegs, self.fps, self.per_conn = jpegs, fps, frames_per_connection
         self.stall_after = stall_after
+        self.expected = None if auth is None else "Basic " + base64.b64encode(
+            f"{auth[0]}:{auth[1]}".encode()).decode()
+        self.authorized = 0
         self.port = free_port()
         self.connections = 0
         self.server: Optional[http.server.ThreadingHTTPServer] = None
@@ -178,6 +198,14 @@ class MjpegCamera:
 
             def do_GET(self) -> None:
                 camera.connections += 1
+                if camera.expected is not None:
+                    if self.headers.get("Authorization") != camera.expected:
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    camera.authorized += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()
@@ -236,10 +264,14 @@ class NotifySocket:
         self.sock.close()
 
 
-def http_get(url: str, timeout: float = 10.0) -> Tuple[int, Dict[str, str], bytes]:
-    """(status, headers, body) with the stdlib client; 4xx/5xx are returned, not raised."""
+def http_get(url: str, timeout: float = 10.0, token: Optional[str] = None
+             ) -> Tuple[int, Dict[str, str], bytes]:
+    """(status, headers, body) with the stdlib client; 4xx/5xx are returned, not raised.
+    ``token``: sent as ``Authorization: Bearer``."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}
+                                     if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()

@@ -34,7 +34,7 @@ def test_the_shipped_example_is_valid():
     assert cfg.source.uri == "csi://0" and cfg.mqtt.host == "localhost"
     assert cfg.pipeline.detector == DEFAULT_DETECTOR  # the example shows the defaults
     assert cfg.pipeline.pose == DEFAULT_POSE
-    assert cfg.http.port == 8080 and cfg.jsonl.path == "-"
+    assert cfg.http.port == 8080 and cfg.jsonl.path == "auto"
 
 
 def test_defaults_then_file_then_set_then_flags(tmp_path):
@@ -101,6 +101,12 @@ def test_password_is_masked_in_the_logged_config(tmp_path):
     ('[service]\ncamera = "a/b"\n[source]\nuri = "x"', "camera must be a non-empty name"),
     ('[service]\ncamera = "a"', "no source"),
     ('uri = "x"', "top-level key 'uri' must be a [table]"),
+    ('[source]\nuri = "x"\n[mqtt]\nclient_id = "a-{cam}"', "client_id may use {host} and"),
+    ('[source]\nuri = "x"\n[mqtt]\nkey_file = "k"', "[mqtt] key_file needs cert_file"),
+    ('[source]\nuri = "clip.mp4"\nusername = "u"', "need an rtsp:// or http(s):// uri"),
+    ('[source]\nuri = "rtsp://c/x"\npassword_file = "a"\npassword_env = "B"',
+     "password_file or password_env, not both"),
+    ('[source]\nuri = "x"\n[http]\nmax_connections = 0', "max_connections >= 1"),
     ('[source\nuri = "x"', "cannot parse config"),
 ])
 def test_mistakes_are_one_line_errors_naming_the_key(tmp_path, text, message):
@@ -122,14 +128,41 @@ def test_missing_file_and_bad_set_syntax(tmp_path):
 def test_cli_prints_the_resolved_config_and_fails_in_one_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = [sys.executable, "-m", "trt_pose_td", "serve"]
-    ok = subprocess.run(run + ["--config", str(EXAMPLE), "--print-config", "--set",
-                               "mqtt.password=\"s3cret\""],
+    ok = subprocess.run(run + ["--config", str(EXAMPLE), "--print-config"],
                         capture_output=True, text=True, env=env, timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert '"uri": "csi://0"' in ok.stdout and "s3cret" not in ok.stdout
+    assert '"uri": "csi://0"' in ok.stdout
+    secret = write(tmp_path, '[source]\nuri = "rtsp://admin:s3cret@cam/x"\n'
+                             '[mqtt]\npassword = "s3cret"')
+    ok = subprocess.run(run + ["--config", secret, "--print-config"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert '"uri": "rtsp://***@cam/x"' in ok.stdout and "s3cret" not in ok.stdout
+    argv = subprocess.run(run + ["x.mp4", "--print-config", "--set", "mqtt.password=s3cret"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert argv.returncode == 2 and len(argv.stderr.strip().splitlines()) == 1
+    assert "mqtt.password_file" in argv.stderr
     bad = subprocess.run(run + ["--config", write(tmp_path, '[mqtt]\nqos = 5')],
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         f"trt-pose-td serve: error: config {tmp_path / 'config.toml'}: no source: give one "
         "(trt-pose-td serve SOURCE) or set [source] uri"]
+
+
+def test_source_credentials_come_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    from trt_pose_td.service.config import SourceSection, source_uri
+
+    (tmp_path / "pw").write_text("p@ss\n")
+    assert source_uri(SourceSection(uri="rtsp://cam/x", username="admin",
+                                    password_file=str(tmp_path / "pw"))) == \
+        "rtsp://admin:p%40ss@cam/x"
+    monkeypatch.setenv("CAM_PW", "env-pw")
+    assert source_uri(SourceSection(uri="rtsp://admin@cam/x", password_env="CAM_PW")) == \
+        "rtsp://admin:env-pw@cam/x"
+    with pytest.raises(ConfigError, match="needs a user name"):
+        source_uri(SourceSection(uri="rtsp://cam/x", password_env="CAM_PW"))
+    with pytest.raises(ConfigError, match="CAM_NOPE is not set"):
+        source_uri(SourceSection(uri="rtsp://u@cam/x", password_env="CAM_NOPE"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        source_uri(SourceSection(uri="rtsp://u@cam/x", password_file=str(tmp_path / "no")))

@@ -128,7 +128,7 @@ def test_page_stats_and_unknown_paths(service):
     stats, preview, url, stop = service
     status, headers, body = http_get(url + "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert b'src = "/stream.mjpg"' in body and b"/stats.json" in body
+    assert b"\"/stream.mjpg\" + auth" in body and b"/stats.json" in body
     status, doc = http_json(url + "/stats.json")
     assert status == 200 and doc["camera"] == "cam-1" and "latency_ms" in doc
     assert http_get(url + "/nope")[0] == 404
@@ -139,3 +139,65 @@ def test_port_in_use_is_a_one_line_config_error(service):
     port = int(url.rsplit(":", 1)[1])
     with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
         HttpServer("127.0.0.1", port, stats, preview)
+
+
+@pytest.fixture
+def guarded():
+    """A server with a token, two connection slots and a 0.5 s timeout."""
+    stats = ServiceStats("cam-1", {"version": "test"}, stale_after_s=30.0)
+    server = HttpServer("127.0.0.1", 0, stats, None, token="t0k3n", max_connections=2,
+                        timeout_s=0.5).start()
+    yield server, f"http://127.0.0.1:{server.port}"
+    server.close()
+
+
+def test_token_guards_every_route_but_healthz(guarded):
+    server, url = guarded
+    for route in ("/", "/metrics", "/stats.json", "/snapshot.jpg", "/nope"):
+        status, headers, _ = http_get(url + route)
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer"), route
+        assert http_get(url + route, token="t0k3n-not")[0] == 401, route
+    assert http_get(url + "/healthz")[0] == 503  # open, and honest: no frame yet
+    assert http_get(url + "/stats.json", token="t0k3n")[0] == 200
+    assert http_get(url + "/metrics?token=t0k3n")[0] == 200
+
+
+def test_connections_over_the_cap_are_closed_and_idle_ones_time_out(guarded, caplog):
+    import socket
+    import time
+
+    server, url = guarded
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(2)]
+    try:
+        time.sleep(0.1)
+        extra = socket.create_connection(("127.0.0.1", server.port))
+        extra.settimeout(2.0)
+        assert extra.recv(100) == b""  # closed at once, unserved
+        extra.close()
+        assert server.refused >= 1
+        assert any("closed unserved" in r.getMessage() for r in caplog.records)
+        for s in idle:  # the idle connections are dropped after timeout_s
+            s.settimeout(3.0)
+            assert s.recv(100) == b""
+    finally:
+        for s in idle:
+            s.close()
+    assert http_get(url + "/healthz")[0] == 503  # slots free again
+    metrics = http_get(url + "/metrics", token="t0k3n")[2].decode()
+    assert metric_values(metrics)["trt_pose_td_http_refused_connections_total"] >= 1
+
+
+def test_default_bind_is_loopback_and_the_log_names_the_bound_address(caplog):
+    import logging
+
+    from trt_pose_td.service.config import HttpSection
+
+    assert HttpSection().host == "127.0.0.1"
+    caplog.set_level(logging.INFO, logger="trt_pose_td.service.http")
+    stats = ServiceStats("cam-1", {"version": "test"})
+    server = HttpServer("0.0.0.0", 0, stats, None).start()
+    try:
+        assert f"listening on 0.0.0.0:{server.port} (every interface)" in caplog.text
+        assert "no authentication" in caplog.text
+    finally:
+        server.close()

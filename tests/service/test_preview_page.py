@@ -6,6 +6,7 @@ Set TRT_POSE_TD_SCREENSHOT=/path/preview.png to keep the screenshot for a look.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -13,7 +14,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from tests.service.helpers import DEMO, Serve, http_json, wait_for
+from tests.service.helpers import DEMO, Serve, http_get, http_json, wait_for
 
 pytest.importorskip("onnxruntime")
 cv2 = pytest.importorskip("cv2")
@@ -43,14 +44,22 @@ def chromium():
 
 
 @pytest.mark.slow
-def test_preview_page_renders_stream_and_live_stats(shared, tmp_path, procs):
-    serve = Serve(tmp_path, str(shared / DEMO), "--loop", "--camera", "lobby", "--jsonl", "")
+@pytest.mark.parametrize("token", ["", "tok-4711"], ids=["open", "token"])
+def test_preview_page_renders_stream_and_live_stats(shared, tmp_path, procs, token):
+    extra = []
+    if token:  # the page opened as /?token=... passes it on to the stream and the stats
+        (tmp_path / "token").write_text(token)
+        extra = ["--set", f"http.token_file={json.dumps(str(tmp_path / 'token'))}"]
+    serve = Serve(tmp_path, str(shared / DEMO), "--loop", "--camera", "lobby", "--jsonl", "",
+                  *extra)
     procs.append(serve)
     wait_for(lambda: serve.serving() and http_json(serve.url + "/healthz")[0] == 200, 60,
              "the service to be healthy")
     browser, profile = chromium()
     try:
-        browser.get(serve.url + "/")
+        if token:
+            assert http_get(serve.url + "/")[0] == 401
+        browser.get(serve.url + (f"/?token={token}" if token else "/"))
         body = browser.find_element("tag name", "body")
         wait_for(lambda: int(body.get_attribute("data-stream-width") or 0) > 0, 30,
                  "the MJPEG image to load in the page")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 
 import pytest
 
-from tests.service.helpers import NotifySocket
+from tests.service.helpers import REPO, NotifySocket
 from trt_pose_td.service.sdnotify import Notifier, notify, socket_address, watchdog_interval
 
 
@@ -88,3 +90,19 @@ def test_watchdog_interval_is_half_the_period_and_checks_the_pid():
     assert watchdog_interval({"WATCHDOG_USEC": "20000000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_interval({"WATCHDOG_USEC": "nonsense"}) is None
     assert watchdog_interval({}) is None
+
+
+def test_stdout_is_journal_compares_the_stream_systemd_named(tmp_path):
+    code = ("import os, sys; from trt_pose_td.service.sdnotify import stdout_is_journal; "
+            "st = os.fstat(1); env = {'JOURNAL_STREAM': f'{st.st_dev}:{st.st_ino}'}; "
+            "other = {'JOURNAL_STREAM': f'{st.st_dev}:{st.st_ino + 1}'}; "
+            "sys.stderr.write(f'{stdout_is_journal(env)} {stdout_is_journal(other)} "
+            "{stdout_is_journal({})}')")
+    out = tmp_path / "stdout"
+    with open(out, "w") as f:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=f, stderr=subprocess.PIPE,
+                              text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.stderr == "True False False"
+    from trt_pose_td.service.sdnotify import stdout_is_journal
+
+    assert stdout_is_journal({"TRT_POSE_TD_JOURNAL": "1"})

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import PipelineConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, SourceError
 from ..io.paths import check_output_file
 from ..service import config as svc_config
 from .common import add_pipeline_args, config_from_args, nonneg_int
@@ -18,6 +18,9 @@ from .common import add_pipeline_args, config_from_args, nonneg_int
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "/etc/trt-pose-td/config.toml"
+#: Set (to 1) by the container images: a container sees only the devices it was started with,
+#: so a /dev/videoN source missing at start is an error there, not a camera to wait for.
+CONTAINER_ENV = "TRT_POSE_TD_CONTAINER"
 SUPPRESS = argparse.SUPPRESS
 
 DESCRIPTION = """\
@@ -87,7 +90,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--mqtt-retain", dest="cfg:mqtt.retain", action="store_const", const=True,
                    default=SUPPRESS, help="publish retained messages")
     s.add_argument("--http", dest="http_addr", type=_http_addr, default=None,
-                   metavar="[HOST:]PORT", help="HTTP address (default: 0.0.0.0:8080)")
+                   metavar="[HOST:]PORT",
+                   help="HTTP address (default: 127.0.0.1:8080; 0.0.0.0:PORT for every "
+                        "interface, then set [http] token_file)")
     s.add_argument("--no-http", dest="cfg:http.enabled", action="store_const", const=False,
                    default=SUPPRESS, help="no HTTP server")
     add_pipeline_args(p)
@@ -188,6 +193,22 @@ def resolve(args: argparse.Namespace) -> svc_config.ServiceConfig:
     return svc_config.build_config(tables, pipeline, where)
 
 
+def check_device(cfg: svc_config.ServiceConfig) -> None:
+    """In a container (``$TRT_POSE_TD_CONTAINER``), a missing V4L2 device is a one-line
+    :class:`SourceError` naming how to pass it or another source."""
+    from ..io.capture import is_live_uri, parse_live_uri
+
+    uri = cfg.source.uri
+    if not os.environ.get(CONTAINER_ENV) or not is_live_uri(uri):
+        return
+    kind, target = parse_live_uri(uri)
+    if kind == "v4l2" and not os.path.exists(target):
+        raise SourceError(
+            f"no camera at {target} in this container: pass it (docker run --device {target}) "
+            "or give another source after the image name (IMAGE rtsp://HOST/PATH, or "
+            "IMAGE /data/clip.mp4 --loop with -v DIR:/data:ro)")
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = resolve(args)
     if args.print_config:
@@ -195,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if cfg.jsonl.path not in ("", "-"):  # before the engines load, not after
         check_output_file(Path(cfg.jsonl.path), "--jsonl / [jsonl] path")
+    check_device(cfg)
     if not args.verbose:
         logging.getLogger().setLevel(logging.INFO)  # the service's log is its journal
     from ..service.loop import Service

@@ -26,7 +26,8 @@ import numpy as np
 
 from ..errors import SourceError
 from ..types import Frame
-from .sources import Source
+from .base import Source
+from .uri import redact
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,6 @@ class CaptureStats:
     open_failures: int = 0
     last_error: str = ""
     last_frame_age_s: Optional[float] = None
-
-    @property
-    def up(self) -> bool:
-        return self.state == "streaming"
 
 
 def is_live_uri(uri: str) -> bool:
@@ -160,7 +157,7 @@ class _Cv2Reader:
             cap = self._open_stream(cv2)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open {self.uri}")
+            raise SourceError(f"cannot open {redact(self.uri)}")
         return cap
 
     def _open_stream(self, cv2: Any) -> Any:
@@ -197,13 +194,14 @@ class CaptureSource(Source):
     ``connect()`` returns an iterator of (H, W, 3) uint8 BGR images (raising :class:`SourceError`
     when the source cannot be opened); the iterator ending means the source was lost (or, with
     ``options.reconnect`` False, that the stream ended). Frames get capture-time timestamps
-    (``time.time()``) and consecutive indices.
+    (``time.time()``) and consecutive indices. ``uri`` is kept without its credentials (it names
+    the frames, the log lines and the errors); only ``connect`` knows the full one.
     """
 
     def __init__(self, uri: str, connect: Callable[[], Iterator[np.ndarray]],
                  options: CaptureOptions = CaptureOptions()) -> None:
         super().__init__()
-        self.uri, self.options, self.fps = uri, options, (options.fps or None)
+        self.uri, self.options, self.fps = redact(uri), options, (options.fps or None)
         self._connect = connect
         self._cond = threading.Condition()
         self._slot: Optional[Frame] = None
@@ -211,7 +209,8 @@ class CaptureSource(Source):
         self._state, self._done = "connecting", False
         self._frames = self._drops = self._reconnects = self._failures = 0
         self._last_error, self._last_frame_at = "", 0.0
-        self._thread = threading.Thread(target=self._run, name=f"capture {uri}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"capture {self.uri}",
+                                        daemon=True)
         self._thread.start()
 
     # -- consumer side ------------------------------------------------------------------------
@@ -301,12 +300,12 @@ class CaptureSource(Source):
                 if self._stop.is_set():
                     return got
         except SourceError as exc:
-            self._set(state="lost" if self._frames else "connecting", last_error=str(exc),
+            self._set(state="lost" if self._frames else "connecting", last_error=redact(str(exc)),
                       failures=self._failures + 1)
             return got
         except Exception as exc:  # a backend bug must not kill the capture thread silently
             log.exception("%s: capture failed", self.uri)
-            self._set(state="lost", last_error=f"{type(exc).__name__}: {exc}",
+            self._set(state="lost", last_error=redact(f"{type(exc).__name__}: {exc}"),
                       failures=self._failures + 1)
             return got
         reason = "stream ended" if not self.options.reconnect else (
@@ -330,26 +329,62 @@ def open_capture(uri: str, options: Optional[CaptureOptions] = None) -> CaptureS
 class FileFeed:
     """A file / folder / glob :class:`~.sources.Source` with the live sources' read interface.
 
-    Reads synchronously (a file never drops frames); ``read`` returns None only at the end.
+    Reads synchronously (a file never drops frames); ``read`` returns None at the end, and while
+    a looping source that became unreadable waits for its next attempt: it backs off like a
+    camera (``options`` backoff and ``max_retries``), says so in the log and in :meth:`stats`.
     """
 
-    def __init__(self, source: Source) -> None:
-        self.source, self.uri = source, source.uri
+    def __init__(self, source: Source, options: CaptureOptions = CaptureOptions()) -> None:
+        self.source, self.uri, self.options = source, source.uri, options
+        self.loop = bool(getattr(source, "loop", False))
         self._it: Iterator[Frame] = iter(source)
-        self._frames, self._done = 0, False
-        self._last_frame_at = 0.0
+        self._frames = self._reconnects = self._failures = self._in_row = 0
+        self._done, self._state, self._last_error = False, "streaming", ""
+        self._last_frame_at = self._retry_at = 0.0
 
     def read(self, timeout: Optional[float] = None) -> Optional[Frame]:
-        if self._done:
+        if self._done or not self._wait_retry(timeout):
             return None
         try:
             frame = next(self._it)
         except StopIteration:
-            self._done = True
+            self._done, self._state = True, "ended"
             return None
-        self._frames += 1
+        except SourceError as exc:
+            if not self.loop:
+                raise
+            self._lost(str(exc))
+            return None
+        self._frames, self._in_row, self._state = self._frames + 1, 0, "streaming"
         self._last_frame_at = time.monotonic()
         return frame
+
+    def _wait_retry(self, timeout: Optional[float]) -> bool:
+        """False while backing off (after sleeping up to ``timeout``); True when readable."""
+        if not self._retry_at:
+            return True
+        left = self._retry_at - time.monotonic()
+        if left > 0:
+            time.sleep(left if timeout is None else max(0.0, min(timeout, left)))
+            if time.monotonic() < self._retry_at:
+                return False
+        self._retry_at, self._reconnects = 0.0, self._reconnects + 1
+        self._it = iter(self.source)
+        return True
+
+    def _lost(self, error: str) -> None:
+        self._in_row += 1
+        self._failures += 1
+        self._state, self._last_error = "lost", redact(error)
+        if self.options.max_retries and self._in_row >= self.options.max_retries:
+            log.error("%s: giving up after %d failed attempt(s): %s", self.uri, self._in_row,
+                      self._last_error)
+            self._done, self._state = True, "ended"
+            return
+        delay = self.options.backoff(self._in_row)
+        self._retry_at = time.monotonic() + delay
+        log.warning("%s: %s; reopening in %.1f s (attempt %d)", self.uri, self._last_error,
+                    delay, self._reconnects + 1)
 
     @property
     def ended(self) -> bool:
@@ -357,8 +392,8 @@ class FileFeed:
 
     def stats(self) -> CaptureStats:
         age = time.monotonic() - self._last_frame_at if self._frames else None
-        return CaptureStats("ended" if self._done else "streaming", self._frames,
-                            last_frame_age_s=age)
+        return CaptureStats(self._state, self._frames, 0, self._reconnects, self._failures,
+                            self._last_error, age)
 
     def close(self) -> None:
         self.source.close()

@@ -2,9 +2,13 @@
 
 ``write()`` serialises the frame (the ``run`` JSONL object plus ``"camera"``) and puts it on a
 bounded queue, dropping the oldest message when the queue is full; a publisher thread sends it
-while the broker is connected. paho's network thread connects in the background and reconnects
-with exponential backoff. A retained status topic reads ``online`` while connected and
-``offline`` (the broker's last will) after the service dies or stops.
+while the broker is connected. A network thread of ours drives paho (``loop()``): it connects
+in the background and reconnects with exponential backoff, logging one line per attempt that
+fails with the reason (unreachable, TLS, refused credentials) and the next delay; the state and
+last error show in :meth:`MqttSink.stats`. TLS takes a CA file and an optional client
+certificate and key; the password comes from the caller (the service reads it from a file). A
+retained status topic reads ``online`` while connected and ``offline`` (the broker's last will)
+after the service dies or stops.
 """
 
 from __future__ import annotations
@@ -20,11 +24,16 @@ from typing import Any, Optional
 from ..errors import require
 from ..types import FrameResult
 from .sinks import Sink
+from .uri import redact
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class MqttStats:
+    """state: connecting | connected | unreachable | refused | closed; connect_failures:
+    attempts that did not end connected; last_error: why the last one failed."""
+
     connected: bool
     published: int
     dropped: int
@@ -32,6 +41,9 @@ class MqttStats:
     connects: int
     disconnects: int
     errors: int
+    state: str = "connecting"
+    connect_failures: int = 0
+    last_error: str = ""
 
     @property
     def reconnects(self) -> int:
@@ -58,7 +70,8 @@ class MqttSink(Sink):
                  retain: bool = False, client_id: str = "", username: Optional[str] = None,
                  password: Optional[str] = None, tls: bool = False, ca_file: str = "",
                  keepalive: int = 30, queue_size: int = 100, reconnect_min_s: float = 1.0,
-                 reconnect_max_s: float = 30.0) -> None:
+                 reconnect_max_s: float = 30.0, cert_file: str = "",
+                 key_file: str = "") -> None:
         mqtt = require("paho.mqtt.client", "service", "paho-mqtt")
         self.host, self.port, self.camera = host, port, camera
         self.topic = topic.format(camera=camera)
@@ -68,7 +81,10 @@ class MqttSink(Sink):
         self._connected = threading.Event()
         self._lock = threading.Lock()
         self._published = self._dropped = self._connects = self._disconnects = 0
-        self._errors = 0
+        self._errors = self._failures = self._streak = 0
+        self._state, self._last_error = "connecting", ""
+        self._backoff = (reconnect_min_s, reconnect_max_s)
+        self._net_stop = threading.Event()
         self._closing = self._stopping = False
         self._last_info: Any = None
         self._deadline = float("inf")
@@ -81,28 +97,80 @@ class MqttSink(Sink):
         c = self._client
         if username:
             c.username_pw_set(username, password)
-        if tls:
-            c.tls_set(ca_certs=ca_file or None)
+        if tls or ca_file or cert_file:
+            c.tls_set(ca_certs=ca_file or None, certfile=cert_file or None,
+                      keyfile=key_file or None)
         c.will_set(self.status_topic, "offline", qos=1, retain=True)
-        c.reconnect_delay_set(max(1, int(reconnect_min_s)), max(1, int(reconnect_max_s)))
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.connect_async(host, port, keepalive)
-        c.loop_start()
+        self._net = threading.Thread(target=self._network_loop, name="mqtt network",
+                                     daemon=True)
+        self._net.start()
         self._thread = threading.Thread(target=self._publish_loop, name="mqtt publisher",
                                         daemon=True)
         self._thread.start()
-        log.info("mqtt: publishing to %s on %s:%d (qos %d%s)", self.topic, host, port, qos,
-                 ", retained" if retain else "")
+        log.info("mqtt: publishing to %s on %s:%d (qos %d%s%s%s, client id %s)", self.topic,
+                 host, port, qos, ", retained" if retain else "",
+                 ", TLS" if (tls or ca_file or cert_file) else "",
+                 f", user {username}" if username else "", client_id)
+
+    # -- network thread ---------------------------------------------------------------------------
+    def _network_loop(self) -> None:
+        """Connect, run paho's loop while connected, back off after every failed attempt."""
+        while not self._net_stop.is_set():
+            connects = self._connects
+            try:
+                self._client.reconnect()
+                self._run_connection()
+            except Exception as exc:  # unreachable, DNS, TLS (OSError, ssl errors), paho bugs
+                self._attempt_failed("unreachable", redact(f"{type(exc).__name__}: {exc}"))
+                continue
+            if self._net_stop.is_set():
+                return
+            if self._connects == connects:  # no CONNACK: refused (credentials, ACL) or dropped
+                refused = self._state == "refused"
+                self._attempt_failed("refused" if refused else "unreachable",
+                                     self._last_error if refused else "closed before CONNACK")
+            else:  # was connected; _on_disconnect logged the loss
+                self._net_stop.wait(self._backoff[0])
+
+    def _run_connection(self) -> None:
+        """paho's loop until the connection ends or close() asks; then lets DISCONNECT out."""
+        c = self._client
+        while not self._net_stop.is_set() and c.loop(timeout=0.5) == self._ok:
+            pass
+        if self._net_stop.is_set():
+            for _ in range(20):
+                if c.loop(timeout=0.1) != self._ok:
+                    break
+
+    def _attempt_failed(self, state: str, error: str) -> None:
+        with self._lock:
+            self._failures += 1
+            n, self._state, self._last_error = self._failures, state, error
+        self._streak += 1
+        streak = self._streak
+        lo, hi = self._backoff
+        delay = min(hi, lo * 2.0 ** min(streak - 1, 30))
+        log.warning("mqtt: cannot connect to %s:%d: %s; retrying in %.1f s (attempt %d)",
+                    self.host, self.port, error, delay, n)
+        self._net_stop.wait(delay)
+
+    def _set_state(self, state: str, error: str) -> None:
+        with self._lock:
+            self._state, self._last_error = state, error
 
     # -- paho callbacks (its network thread) ----------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, *rest: Any) -> None:
         if not _reason_ok(rc):
-            log.warning("mqtt: %s:%d refused the connection: %s", self.host, self.port, rc)
+            self._set_state("refused", f"broker refused the connection: {rc}")
             return
+        self._streak = 0
         with self._lock:
             self._connects += 1
             again = self._connects > 1
+            self._state, self._last_error = "connected", ""
         client.publish(self.status_topic, "online", qos=1, retain=True)
         self._connected.set()
         log.info("mqtt: %sconnected to %s:%d", "re" if again else "", self.host, self.port)
@@ -112,15 +180,16 @@ class MqttSink(Sink):
         self._connected.clear()
         with self._lock:
             self._disconnects += 1
-        if not self._closing:
-            log.warning("mqtt: lost the connection to %s:%d (%s); reconnecting with backoff",
+        if not self._closing and self._state == "connected":
+            self._set_state("connecting", f"connection lost ({rc})")
+            log.warning("mqtt: lost the connection to %s:%d (%s); reconnecting",
                         self.host, self.port, rc)
 
     # -- inference thread -----------------------------------------------------------------------
     def write(self, result: FrameResult) -> None:
         """Queue the frame's message; O(1), never blocks (drops the oldest when full)."""
-        doc = result.to_json()
-        doc["camera"] = self.camera
+        doc = result.to_dict()
+        doc["camera"] = self.camera  # "source" is redacted by to_dict()
         payload = json.dumps(doc, separators=(",", ":"))
         while True:
             try:
@@ -167,7 +236,7 @@ class MqttSink(Sink):
         with self._lock:
             return MqttStats(self._connected.is_set(), self._published, self._dropped,
                              self._queue.qsize(), self._connects, self._disconnects,
-                             self._errors)
+                             self._errors, self._state, self._failures, self._last_error)
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (up to ``timeout`` s while the broker is away), then disconnect."""
@@ -187,7 +256,9 @@ class MqttSink(Sink):
             for info in (self._last_info, offline):  # in order: poses (qos > 0), then status
                 if info is not None:
                     self._wait(info)
+        self._net_stop.set()
         self._client.disconnect()
-        self._client.loop_stop()
+        self._net.join(timeout=5.0)
+        self._set_state("closed", "")
         s = self.stats()
         log.info("mqtt: closed (%d published, %d dropped)", s.published, s.dropped)

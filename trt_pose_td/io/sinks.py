@@ -7,7 +7,6 @@ what an interrupted run had begun, so a previous result stays as it was.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -37,7 +36,7 @@ class Sink:
 
 
 class JsonlSink(Sink):
-    """One JSON object per frame (``FrameResult.to_json``) to a file or stdout ("-").
+    """One JSON object per frame (``FrameResult.to_json()``) to a file or stdout ("-").
 
     Each line is flushed as written, so a reader tailing the file never sees half a frame.
     ``append`` keeps an existing file's lines (the service, across restarts); ``atomic`` writes
@@ -58,8 +57,7 @@ class JsonlSink(Sink):
             raise ConfigError(f"cannot write {path}: {os_reason(exc)}") from None
 
     def write(self, result: FrameResult) -> None:
-        self._f.write(json.dumps(result.to_json(), separators=(",", ":"),
-                                 allow_nan=False) + "\n")
+        self._f.write(result.to_json() + "\n")
         self._f.flush()
 
     def close(self) -> None:

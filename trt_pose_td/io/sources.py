@@ -3,6 +3,8 @@
 ``open_source(uri)`` returns an iterable :class:`Source` of :class:`~..types.Frame`; unreadable
 images inside a folder are skipped with a warning and counted in ``Source.skipped``.
 Camera and stream sources (``csi://``, ``v4l2://``, ``rtsp://``) live in :mod:`.capture`.
+A looping source whose whole pass yields no frame (the file became unreadable) raises
+:class:`SourceError` instead of reopening at once, so a caller can back off (the service does).
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List
 
 import numpy as np
 
 from ..errors import SourceError
 from ..types import Frame
+from .base import Source
+from .capture import is_live_uri, open_capture
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +40,6 @@ def read_image(path: str) -> np.ndarray:
     if image is None:
         raise SourceError(f"cannot read image {path}: not a decodable image file")
     return image
-
-
-class Source:
-    """Iterable of frames. ``total`` is the frame count when known; ``skipped`` lists the inputs
-    that could not be read; ``fps`` is the nominal rate (video) or None."""
-
-    uri: str = ""
-    total: Optional[int] = None
-    fps: Optional[float] = None
-
-    def __init__(self) -> None:
-        self.skipped: List[str] = []
-
-    def __iter__(self) -> Iterator[Frame]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class ImageSource(Source):
@@ -89,8 +69,10 @@ class ImageSource(Source):
                 good += 1
                 yield Frame(image, index, time.time(), path)
                 index += 1
-            if not self.loop or good == 0:
+            if not self.loop:
                 return
+            if good == 0:
+                raise SourceError(f"no readable image left in {self.uri}")
 
 
 class VideoSource(Source):
@@ -120,6 +102,7 @@ class VideoSource(Source):
 
         index = 0
         while True:
+            start = index
             self._cap = cap = cv2.VideoCapture(self.uri)
             try:
                 while True:
@@ -131,8 +114,11 @@ class VideoSource(Source):
                     index += 1
             finally:
                 cap.release()
-            if not self.loop or index == 0:
+            if not self.loop:
                 return
+            if index == start:  # looping, and this pass read nothing: never spin on it
+                raise SourceError(f"cannot read video {self.uri} any more (gone, truncated or "
+                                  "not readable)")
 
 
 def expand_images(uri: str) -> List[str]:
@@ -149,10 +135,7 @@ def open_source(uri: str, loop: bool = False) -> Source:
     Camera and network URIs (``csi://N``, ``v4l2:///dev/videoN``, ``/dev/videoN``,
     ``rtsp://``) are handed to :func:`.capture.open_capture`.
     """
-    if uri.startswith(("csi://", "v4l2://", "rtsp://", "rtsps://", "/dev/video", "http://",
-                       "https://")):
-        from .capture import open_capture
-
+    if is_live_uri(uri):
         return open_capture(uri)
     if any(ch in uri for ch in "*?["):
         return ImageSource(expand_images(uri), uri, loop)

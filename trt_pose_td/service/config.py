@@ -11,6 +11,7 @@ defaults < TOML file < ``--set section.key=value`` < dedicated flags. Every mist
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union, ge
 from ..config import PipelineConfig
 from ..errors import ConfigError
 from ..io.capture import CaptureOptions
+from ..io.uri import NETWORK_SCHEMES, has_credentials, redact, with_credentials
 
 T = TypeVar("T")
 
@@ -28,7 +30,9 @@ class ServiceSection:
     """camera: name in MQTT topics, metrics and the preview page; stale_after_s: no processed
     frame for this long -> unhealthy; max_consecutive_errors: frames failing in a row before the
     service exits non-zero (systemd restarts it); drain_timeout_s: time sinks get at shutdown;
-    status_interval_s: sd_notify STATUS / log cadence; max_frames: stop after N (0 = never)."""
+    status_interval_s: sd_notify STATUS / log cadence; max_frames: stop after N (0 = never);
+    log_repeat_interval_s: a warning repeated within this interval (and OpenCV / FFmpeg's own
+    messages) is logged once, then once more with the count at the end of the interval."""
 
     camera: str = "camera0"
     stale_after_s: float = 10.0
@@ -36,16 +40,22 @@ class ServiceSection:
     drain_timeout_s: float = 5.0
     status_interval_s: float = 10.0
     max_frames: int = 0
+    log_repeat_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
 class SourceSection(CaptureOptions):
     """uri: csi://N, v4l2:///dev/videoN, /dev/videoN, rtsp://, http(s)://, file, folder or glob;
-    loop: repeat a file source; the rest: the live-capture settings of
+    loop: repeat a file source; username / password_file / password_env: credentials of an
+    rtsp:// or http(s):// source kept out of the URI (the password read from that file, or that
+    environment variable, at start); the rest: the live-capture settings of
     :class:`~trt_pose_td.io.capture.CaptureOptions` (same keys)."""
 
     uri: str = ""
     loop: bool = False
+    username: str = ""
+    password_file: str = ""
+    password_env: str = ""
 
     def capture_options(self) -> CaptureOptions:
         return CaptureOptions(**{f.name: getattr(self, f.name) for f in fields(CaptureOptions)})
@@ -53,15 +63,18 @@ class SourceSection(CaptureOptions):
 
 @dataclass(frozen=True)
 class JsonlSection:
-    """path: "-" for stdout, a file (appended to), or "" for none."""
+    """path: "-" for stdout, a file (appended to), "" for none, or "auto": stdout unless stdout
+    is the systemd journal (~11 KB a frame there would drown the log), then none."""
 
-    path: str = "-"
+    path: str = "auto"
 
 
 @dataclass(frozen=True)
 class MqttSection:
-    """host "" disables MQTT. topic / status_topic may use {camera}. queue_size bounds the
-    messages held while the broker is away (oldest dropped first)."""
+    """host "" disables MQTT. topic / status_topic may use {camera}; client_id {host} and
+    {camera} (default: unique per host and camera). queue_size bounds the messages held while
+    the broker is away (oldest dropped first). tls: ca_file (else the system CAs), cert_file /
+    key_file for client-certificate auth. password_file keeps the secret out of the config."""
 
     host: str = ""
     port: int = 1883
@@ -69,12 +82,14 @@ class MqttSection:
     status_topic: str = "trt-pose-td/{camera}/status"
     qos: int = 0
     retain: bool = False
-    client_id: str = ""
+    client_id: str = "trt-pose-td-{host}-{camera}"
     username: str = ""
     password: str = ""
     password_file: str = ""
     tls: bool = False
     ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
     keepalive: int = 30
     queue_size: int = 100
     reconnect_min_s: float = 1.0
@@ -83,15 +98,21 @@ class MqttSection:
 
 @dataclass(frozen=True)
 class HttpSection:
-    """The /healthz, /metrics, /stream.mjpg and preview-page server."""
+    """The /healthz, /metrics, /stream.mjpg and preview-page server. host: 127.0.0.1 unless set
+    (containers set 0.0.0.0); token_file: a bearer token every route but /healthz requires;
+    max_connections: connections served at once (more are closed at accept);
+    timeout_s: idle / read / write timeout of a connection."""
 
     enabled: bool = True
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 8080
     preview_fps: float = 10.0
     preview_width: int = 960
     jpeg_quality: int = 80
     keypoint_threshold: float = 0.3
+    token_file: str = ""
+    max_connections: int = 32
+    timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -108,8 +129,10 @@ class ServiceConfig:
     def as_dict(self, mask_secrets: bool = True) -> Dict[str, Any]:
         """JSON-ready; passwords replaced by "***" unless ``mask_secrets`` is False."""
         out = asdict(self)
-        if mask_secrets and out["mqtt"]["password"]:
-            out["mqtt"]["password"] = "***"
+        if mask_secrets:
+            if out["mqtt"]["password"]:
+                out["mqtt"]["password"] = "***"
+            out["source"]["uri"] = redact(out["source"]["uri"])
         return out
 
 
@@ -154,6 +177,9 @@ def parse_set(items: Tuple[str, ...]) -> Dict[str, Dict[str, Any]]:
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
             raise ConfigError(f"--set expects SECTION.KEY=VALUE, not {item!r}")
+        if name.replace("-", "_") in ("password", "token"):
+            raise ConfigError(f"--set {section}.{name} would show the secret to every user "
+                              f"(ps, shell history): put it in a file, {section}.{name}_file")
         out.setdefault(section, {})[name.replace("-", "_")] = parse_value(value.strip())
     return out
 
@@ -239,6 +265,21 @@ def validate(cfg: ServiceConfig, where: str = "config") -> None:
            f"{where} [mqtt] needs 0 < reconnect_min_s <= reconnect_max_s")
     _check(not (m.password and m.password_file),
            f"{where} [mqtt] give password or password_file, not both")
+    _check(not m.key_file or bool(m.cert_file), f"{where} [mqtt] key_file needs cert_file")
+    try:
+        m.client_id.format(host="h", camera="c")
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(f"{where} [mqtt] client_id may use {{host}} and {{camera}} only, not "
+                          f"{m.client_id!r}") from None
+    _check(not (src.password_file and src.password_env),
+           f"{where} [source] give password_file or password_env, not both")
+    _check(not (src.username or src.password_file or src.password_env)
+           or src.uri.startswith(NETWORK_SCHEMES),
+           f"{where} [source] username / password_file / password_env need an rtsp:// or "
+           "http(s):// uri")
+    _check(h.max_connections >= 1 and h.timeout_s > 0,
+           f"{where} [http] needs max_connections >= 1 and timeout_s > 0")
+    _check(s.log_repeat_interval_s >= 0, f"{where} [service] log_repeat_interval_s must be >= 0")
     for topic in (m.topic, m.status_topic):
         _check(topic != "" and "#" not in topic and "+" not in topic,
                f"{where} [mqtt] topics must be non-empty without wildcards, not {topic!r}")
@@ -267,9 +308,34 @@ def build_config(tables: Mapping[str, Mapping[str, Any]], pipeline: PipelineConf
 def mqtt_password(m: MqttSection) -> Optional[str]:
     """The password, read from ``password_file`` when given (kept out of the unit file)."""
     if m.password_file:
-        try:
-            return Path(m.password_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"[mqtt] cannot read password_file {m.password_file}: "
-                              f"{exc.strerror}") from None
+        return read_secret(m.password_file, "[mqtt] password_file")
     return m.password or None
+
+
+def read_secret(path: str, what: str) -> str:
+    """The first line of a secret file (a password, a token); :class:`ConfigError` if unreadable
+    or empty. The value is never logged."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    if not text:
+        raise ConfigError(f"{what}: {path} is empty")
+    return text.splitlines()[0].strip()
+
+
+def source_uri(src: SourceSection) -> str:
+    """The URI the capture opens: ``[source] uri`` with username and the password from
+    ``password_file`` / ``password_env`` joined in (the only place the secret meets the URI)."""
+    password = None
+    if src.password_file:
+        password = read_secret(src.password_file, "[source] password_file")
+    elif src.password_env:
+        password = os.environ.get(src.password_env)
+        if not password:
+            raise ConfigError(f"[source] password_env: environment variable "
+                              f"{src.password_env} is not set")
+    if password is not None and not src.username and not has_credentials(src.uri):
+        raise ConfigError("[source] a password needs a user name: set [source] username or "
+                          "write it in the uri (rtsp://USER@host/...)")
+    return with_credentials(src.uri, src.username, password)

@@ -1,4 +1,4 @@
-"""The service's HTTP endpoints (stdlib ``http.server``, one thread per connection).
+"""The service's HTTP endpoints (stdlib ``http.server``, a bounded set of handler threads).
 
 ``/``              preview page (static/index.html): the stream and live stats
 ``/healthz``       200 ``{"healthy": true, ...}`` or 503 with the reason (source lost, stale, ...)
@@ -6,17 +6,28 @@
 ``/stats.json``    the numbers the page shows
 ``/stream.mjpg``   ``multipart/x-mixed-replace`` MJPEG of annotated frames
 ``/snapshot.jpg``  one annotated frame
+
+Hardened for a LAN: at most ``max_connections`` connections are served at once (the next ones
+are closed at accept, counted and logged once per interval), each with an idle / read / write
+timeout, so a flood of half-open connections costs a bounded number of threads and file
+descriptors and never the inference thread. With a token, every route but ``/healthz`` needs
+``Authorization: Bearer TOKEN`` (or ``?token=TOKEN``, which the preview page passes on).
+A thread per connection (not asyncio) because the MJPEG stream blocks on the preview encoder's
+condition variable and the handlers are plain blocking code; the cap bounds the threads.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import re
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import ConfigError
 from .preview import Preview
@@ -25,6 +36,9 @@ from .stats import ServiceStats
 log = logging.getLogger(__name__)
 
 BOUNDARY = "trtposetdframe"
+#: Refused connections are logged at most once per this many seconds (with their count).
+REFUSED_LOG_INTERVAL_S = 60.0
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
 
 
 def static_file(name: str) -> bytes:
@@ -36,8 +50,26 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.timeout_s)  # idle / read / write timeout
+
     def log_message(self, format: str, *args: object) -> None:
-        log.debug("http %s - %s", self.address_string(), format % args)
+        log.debug("http %s - %s", self.address_string(),
+                  _TOKEN_IN_QUERY.sub(r"\1***", format % args))
+
+    def _authorized(self, path: str) -> bool:
+        token = self.server.token
+        if token is None or path == "/healthz":
+            return True
+        given = self.headers.get("Authorization", "")
+        if given.startswith("Bearer "):
+            given = given[len("Bearer "):].strip()
+        else:
+            query = self.path.partition("?")[2]
+            given = next((v for k, _, v in (p.partition("=") for p in query.split("&"))
+                          if k == "token"), "")
+        return hmac.compare_digest(given.encode(), token.encode())
 
     def _send(self, status: int, body: bytes, content_type: str, cache: bool = False) -> None:
         self.send_response(status)
@@ -59,7 +91,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         srv = self.server
         try:
-            if path in ("/", "/index.html"):
+            if not self._authorized(path):
+                self.send_response(HTTPStatus.UNAUTHORIZED)
+                self.send_header("WWW-Authenticate", 'Bearer realm="trt-pose-td"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif path in ("/", "/index.html"):
                 self._send(200, srv.page, "text/html; charset=utf-8")
             elif path == "/healthz":
                 snap = srv.stats.snapshot()
@@ -81,8 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._stream(srv.preview)
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client went away
+        except OSError:
+            self.close_connection = True  # the client went away or timed out
 
     def _stream(self, preview: Preview) -> None:
         self.close_connection = True
@@ -100,34 +137,83 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64
 
-    def __init__(self, address: tuple, stats: ServiceStats, preview: Optional[Preview]) -> None:
-        self.stats, self.preview = stats, preview
+    def __init__(self, address: tuple, stats: ServiceStats, preview: Optional[Preview],
+                 token: Optional[str], max_connections: int, timeout_s: float) -> None:
+        self.stats, self.preview, self.token = stats, preview, token
+        self.timeout_s, self.max_connections = timeout_s, max_connections
         self.stopping = threading.Event()
         self.page = static_file("index.html")
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.refused = self._refused_unlogged = 0
+        self._refused_logged_at = -REFUSED_LOG_INTERVAL_S
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve on a new thread while a slot is free; otherwise close the connection now."""
+        if not self._slots.acquire(blocking=False):
+            self._count_refused()
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _count_refused(self) -> None:
+        self.refused += 1
+        self._refused_unlogged += 1
+        now = time.monotonic()
+        if now - self._refused_logged_at >= REFUSED_LOG_INTERVAL_S:
+            log.warning("http: %d connection(s) closed unserved: %d already open "
+                        "([http] max_connections); inference is not affected",
+                        self._refused_unlogged, self.max_connections)
+            self._refused_logged_at, self._refused_unlogged = now, 0
 
 
 class HttpServer:
-    """Serves the endpoints on ``host:port`` (port 0 picks a free one: see :attr:`port`)."""
+    """Serves the endpoints on ``host:port`` (port 0 picks a free one: see :attr:`port`).
 
-    def __init__(self, host: str, port: int, stats: ServiceStats,
-                 preview: Optional[Preview]) -> None:
+    token: required as a bearer token on every route but /healthz (None: no authentication).
+    """
+
+    def __init__(self, host: str, port: int, stats: ServiceStats, preview: Optional[Preview],
+                 token: Optional[str] = None, max_connections: int = 32,
+                 timeout_s: float = 10.0) -> None:
         try:
-            self._server = _Server((host, port), stats, preview)
+            self._server = _Server((host, port), stats, preview, token, max_connections,
+                                   timeout_s)
         except OSError as exc:
             raise ConfigError(f"[http] cannot listen on {host}:{port}: {exc.strerror}; pick "
                               "another port (--http PORT) or stop what uses it") from None
-        self.host, self.port = host, int(self._server.server_address[1])
+        self.host, self.port = str(self._server.server_address[0]), int(
+            self._server.server_address[1])
+        stats.http_refused = lambda: self._server.refused
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.2}, name="http", daemon=True)
 
     def start(self) -> HttpServer:
         self._thread.start()
-        shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        log.info("http: preview on http://%s:%d/ (/healthz, /metrics, /stream.mjpg)", shown,
-                 self.port)
+        where = " (every interface)" if self.host in ("0.0.0.0", "::") else ""
+        log.info("http: listening on %s:%d%s, preview http://%s:%d/ (/healthz, /metrics, "
+                 "/stream.mjpg); %s, at most %d connection(s), %.0f s timeout", self.host,
+                 self.port, where, self.host, self.port,
+                 "bearer token required" if self._server.token else "no authentication",
+                 self._server.max_connections, self._server.timeout_s)
         return self
+
+    @property
+    def refused(self) -> int:
+        """Connections closed unserved because ``max_connections`` were open."""
+        return self._server.refused
 
     def close(self) -> None:
         self._server.stopping.set()

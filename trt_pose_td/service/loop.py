@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import threading
 import time
 from contextlib import ExitStack
@@ -23,10 +24,11 @@ from ..io.capture import CaptureSource, FileFeed, is_live_uri, open_capture
 from ..io.sinks import JsonlSink, Sink
 from ..io.sources import open_source
 from ..types import Frame, FrameResult
-from .config import ServiceConfig, mqtt_password
+from .config import ServiceConfig, mqtt_password, read_secret, source_uri
 from .http import HttpServer
+from .logs import NativeStderr, RepeatFilter, install_repeat_filter
 from .preview import Preview
-from .sdnotify import Notifier
+from .sdnotify import Notifier, stdout_is_journal
 from .stats import ServiceStats, SinkCounters
 
 log = logging.getLogger(__name__)
@@ -102,26 +104,33 @@ class Service:
         self.http: Optional[HttpServer] = None
         self.sinks: List[GuardedSink] = []
         self._mqtt: Any = None
+        self._repeats: Optional[RepeatFilter] = None
 
     def request_stop(self, signum: Optional[int] = None, frame: Any = None) -> None:
         if signum is not None:
             log.info("received %s: stopping", signal.Signals(signum).name)
         self.stop_event.set()
 
-    def run(self, install_signals: bool = True) -> int:
+    def run(self, install_signals: bool = True, tame_logs: bool = True) -> int:
+        """``tame_logs``: rate-limit repeated warnings and route OpenCV / FFmpeg's stderr
+        through the log (see :mod:`.logs`); code embedding the service may pass False."""
         log.info("trt-pose-td %s serve, resolved config: %s", __version__,
                  json.dumps(self.cfg.as_dict(), sort_keys=True))
+        uri = source_uri(self.cfg.source)  # secrets read before anything slow starts
         if install_signals:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
         with ExitStack() as stack:
+            if tame_logs:
+                self._repeats = install_repeat_filter(self.cfg.service.log_repeat_interval_s)
+                stack.callback(NativeStderr().start().close)
             self._start_http(stack)
             self.stats.set_phase("loading")
             self.notifier.status("loading engines")
             pipeline = open_pipeline(self.cfg.pipeline)
             stack.callback(self._close_pipeline, pipeline)
             self._open_sinks(stack)
-            feed = self._open_feed()
+            feed = self._open_feed(uri)
             stack.callback(feed.close)
             stack.callback(self._begin_stop)  # runs first: tell systemd before draining
             self.stats.source_stats = feed.stats
@@ -137,23 +146,34 @@ class Service:
         self.preview = Preview(h.preview_fps, h.preview_width, h.jpeg_quality,
                                h.keypoint_threshold)
         stack.callback(self.preview.close)
-        self.http = HttpServer(h.host, h.port, self.stats, self.preview).start()
+        token = read_secret(h.token_file, "[http] token_file") if h.token_file else None
+        self.http = HttpServer(h.host, h.port, self.stats, self.preview, token,
+                               h.max_connections, h.timeout_s).start()
         stack.callback(self.http.close)
 
     def _open_sinks(self, stack: ExitStack) -> None:
         cfg = self.cfg
         stack.callback(self._drain_sinks)  # closes whichever sinks were opened
-        if cfg.jsonl.path:
-            self._add_sink("jsonl", JsonlSink(cfg.jsonl.path, append=True))
+        path = cfg.jsonl.path
+        if path == "auto":
+            path = "" if stdout_is_journal() else "-"
+            if not path:
+                log.info("jsonl: off, stdout is the journal (set [jsonl] path to a file, or "
+                         "\"-\" to log every frame's poses anyway)")
+        if path:
+            self._add_sink("jsonl", JsonlSink(path, append=True))
         m = cfg.mqtt
         if m.host:
             from ..io.mqtt import MqttSink
 
+            camera = cfg.service.camera
             self._mqtt = MqttSink(
-                m.host, m.port, camera=cfg.service.camera, topic=m.topic,
-                status_topic=m.status_topic, qos=m.qos, retain=m.retain, client_id=m.client_id,
+                m.host, m.port, camera=camera, topic=m.topic, status_topic=m.status_topic,
+                qos=m.qos, retain=m.retain,
+                client_id=m.client_id.format(host=socket.gethostname(), camera=camera),
                 username=m.username or None, password=mqtt_password(m), tls=m.tls,
-                ca_file=m.ca_file, keepalive=m.keepalive, queue_size=m.queue_size,
+                ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,
+                keepalive=m.keepalive, queue_size=m.queue_size,
                 reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
             self._add_sink("mqtt", self._mqtt)
         if self._mqtt is not None:
@@ -163,11 +183,12 @@ class Service:
     def _add_sink(self, name: str, sink: Sink) -> None:
         self.sinks.append(GuardedSink(name, sink, self.stats.sink(name)))
 
-    def _open_feed(self) -> Feed:
+    def _open_feed(self, uri: str) -> Feed:
+        """``uri``: the source URI with its credentials (only the capture keeps it)."""
         s = self.cfg.source
         if is_live_uri(s.uri):
-            return open_capture(s.uri, s.capture_options())
-        return FileFeed(open_source(s.uri, loop=s.loop))
+            return open_capture(uri, s.capture_options())
+        return FileFeed(open_source(s.uri, loop=s.loop), s.capture_options())
 
     def _drain_sinks(self) -> None:
         deadline = time.monotonic() + self.cfg.service.drain_timeout_s
@@ -250,11 +271,17 @@ class Service:
     def _status_line(self) -> str:
         snap = self.stats.snapshot()
         src = snap["source"] or {}
+        mqtt = snap["sinks"].get("mqtt")
+        broker = "" if mqtt is None else f", mqtt {mqtt['state']}" + (
+            f" ({mqtt['last_error']})" if mqtt["state"] != "connected" and mqtt["last_error"]
+            else "")
         return (f"{snap['fps']:.1f} fps, {snap['persons']} person(s), {snap['frames']} frames, "
-                f"source {src.get('state', '?')}, {snap['status']}")
+                f"source {src.get('state', '?')}{broker}, {snap['status']}")
 
     def _report(self) -> None:
         line = self._status_line()
         self.notifier.status(line)
         healthy, reason = self.stats.health()
         (log.info if healthy else log.warning)("status: %s", line)
+        if self._repeats is not None:
+            self._repeats.flush()

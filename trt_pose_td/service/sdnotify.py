@@ -37,6 +37,21 @@ def notify(state: str, socket_path: Optional[str] = None) -> bool:
     return True
 
 
+def stdout_is_journal(environ: Optional[dict] = None) -> bool:
+    """True when fd 1 is the journal stream systemd connected (``JOURNAL_STREAM=dev:inode``), or
+    when ``TRT_POSE_TD_JOURNAL=1`` says so (a container whose output the Docker unit sends to
+    the journal: docker/systemd/trt-pose-td-docker.service sets it)."""
+    env = os.environ if environ is None else environ
+    if env.get("TRT_POSE_TD_JOURNAL") == "1":
+        return True
+    dev, _, ino = env.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(1)
+        return (int(dev), int(ino)) == (st.st_dev, st.st_ino)
+    except (ValueError, OSError):
+        return False
+
+
 def watchdog_interval(environ: Optional[dict] = None) -> Optional[float]:
     """Seconds between watchdog pings (half of ``$WATCHDOG_USEC``), or None when not asked for.
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..io.capture import CaptureStats
+from ..io.uri import redact
 from ..types import FrameResult
 
 #: Frames kept for fps and latency quantiles.
@@ -48,6 +49,7 @@ class ServiceStats:
         self.sinks: Dict[str, SinkCounters] = {}
         self.source_stats: Callable[[], Optional[CaptureStats]] = lambda: None
         self.sink_stats: Callable[[], Dict[str, Dict[str, Any]]] = dict
+        self.http_refused: Callable[[], Optional[int]] = lambda: None
 
     # -- writers (main loop) ----------------------------------------------------------------------
     def set_phase(self, phase: str) -> None:
@@ -98,7 +100,7 @@ class ServiceStats:
         if src is not None and src.state in ("lost", "connecting", "ended"):
             what = {"lost": "source lost", "connecting": "source not connected",
                     "ended": "source ended"}[src.state]
-            detail = f": {src.last_error}" if src.last_error else ""
+            detail = f": {redact(src.last_error)}" if src.last_error else ""
             return False, f"{what}{detail} ({src.reconnects} reconnect attempt(s))"
         if last is None:
             return False, "waiting for the first frame"
@@ -129,7 +131,7 @@ class ServiceStats:
         out["source"] = None if src is None else {
             "state": src.state, "frames": src.frames, "drops": src.drops,
             "reconnects": src.reconnects, "open_failures": src.open_failures,
-            "last_error": src.last_error}
+            "last_error": redact(src.last_error)}
         out["sinks"] = self.sink_stats()
         return out
 
@@ -163,6 +165,11 @@ class ServiceStats:
         m.add_suffixed("stage_latency_seconds", "summary",
                        "Per-stage latency (quantiles over the last frames)", samples)
         self._io_metrics(m, snap, sinks, cam)
+        refused = self.http_refused()
+        if refused is not None:
+            m.add("http_refused_connections_total", "counter",
+                  "HTTP connections closed unserved ([http] max_connections were open)",
+                  [(cam, refused)])
         return m.text()
 
     def _frame_metrics(self, m: _Metrics, snap: Dict[str, Any], cam: Dict[str, str]) -> None:
@@ -210,6 +217,9 @@ class ServiceStats:
                 m.add(f"mqtt_{key}_total", "counter", help_, [(cam, mqtt[key])])
             m.add("mqtt_queued", "gauge", "Messages waiting for the broker",
                   [(cam, mqtt["queued"])])
+            m.add("mqtt_connect_failures_total", "counter",
+                  "Connection attempts that failed (broker unreachable, TLS, refused)",
+                  [(cam, mqtt["connect_failures"])])
 
 
 def _escape(value: str) -> str:
