@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from dataclasses import replace
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from ..types import Frame
@@ -51,6 +51,34 @@ def camera_sources(args: Sequence[str]) -> List[Tuple[Optional[str], str]]:
         if name is not None and names.count(name) > 1:
             raise ConfigError(f"camera name {name!r} given twice")
     return pairs
+
+
+def check_cameras(names: Sequence[str], where: str) -> None:
+    """Every camera named (a name topics, labels and URLs carry unchanged), no name twice."""
+    for name in names:
+        if not name or not CAMERA_NAME.match(name):
+            raise ConfigError(f"{where}: every camera needs a name (camera = \"door\") of "
+                              f"letters, digits, _ . - (at most 64), not {name!r}")
+        if list(names).count(name) > 1:
+            raise ConfigError(f"{where}: camera name {name!r} is used twice")
+
+
+def merge_sources(before: Any, layer: Any) -> List[Dict[str, Any]]:
+    """The cameras' source tables after one more config layer (see
+    :func:`.config.merge`): a list replaces the cameras so far, each of its tables on top of an
+    earlier single ``[source]`` table; a table applies to every camera so far."""
+    if isinstance(layer, list):
+        base = dict(before) if isinstance(before, Mapping) else {}
+        out = []
+        for table in layer:
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"[[source]] entries must be tables, not {table!r}")
+            out.append({**base, **{str(k).replace("-", "_"): v for k, v in table.items()}})
+        return out
+    if not isinstance(layer, Mapping):
+        raise ConfigError("top-level key 'source' must be a [table] or [[source]] tables")
+    extra = {str(k).replace("-", "_"): v for k, v in layer.items()}
+    return [{**t, **extra} for t in before]
 
 
 class Prefetch:
