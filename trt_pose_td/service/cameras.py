@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from dataclasses import replace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
 from ..types import Frame
@@ -144,25 +144,11 @@ class Camera:
 
 
 class Cameras:
-    """The service's cameras. ``open_feed(uri_section)`` is the service's feed factory; file
-    feeds (no ``_thread`` of their own) are wrapped in :class:`Prefetch`."""
+    """The service's cameras, in order (the service opens their feeds: live captures as they
+    are, file feeds wrapped in :class:`Prefetch`)."""
 
     def __init__(self, cameras: List[Camera]) -> None:
         self.cameras = cameras
-
-    @classmethod
-    def open(cls, sources: Sequence[Tuple[str, Any]], open_feed: Callable[[Any], Any],
-             threaded: Callable[[Any], bool]) -> Cameras:
-        opened: List[Camera] = []
-        try:
-            for name, section in sources:
-                feed = open_feed(section)
-                opened.append(Camera(name, feed if threaded(feed) else Prefetch(feed, name)))
-        except BaseException:
-            for cam in opened:
-                cam.feed.close()
-            raise
-        return cls(opened)
 
     @property
     def names(self) -> List[str]:
