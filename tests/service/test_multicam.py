@@ -218,7 +218,7 @@ def test_two_cameras_one_keypoint_batch_per_tick_to_a_real_broker(shared, sample
 
 @pytest.mark.slow
 def test_a_dead_camera_does_not_stall_the_other(shared, sample_clip, tmp_path, procs):
-    camera = MjpegCamera(gray_jpegs(40), fps=8).start()
+    camera = MjpegCamera(gray_jpegs(30), fps=8).start()
     serve = Serve(tmp_path, f"clip={sample_clip}", f"ip={camera.url}", "--loop", "--jsonl", "",
                   "--set", "source.reconnect_min_s=0.2", "--set", "source.reconnect_max_s=0.5",
                   "--set", "service.stale_after_s=3")
