@@ -269,8 +269,8 @@ def validate(cfg: ServiceConfig, where: str = "config") -> None:
            f"{where} [service] camera must be a non-empty name without / # +, not {s.camera!r}")
     _check(s.healthy_when in ("all", "any"),
            f"{where} [service] healthy_when must be 'all' or 'any', not {s.healthy_when!r}")
-    _check(bool(cfg.sources) or bool(cfg.source.uri), f"{where}: no source: give one "
-           "(trt-pose-td serve SOURCE, or NAME=URI for each camera) or set [source] uri")
+    _check(bool(cfg.sources) or bool(cfg.source.uri),
+           f"{where}: no source: give one (trt-pose-td serve SOURCE) or set [source] uri")
     if cfg.sources:
         check_cameras([c.camera for c in cfg.sources], f"{where} [[source]]")
     for name, src in cfg.cameras():

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 from .. import __version__
@@ -254,7 +254,7 @@ class Service:
         self._next_status = time.monotonic() + svc.status_interval_s
         while not self.stop_event.is_set():
             try:
-                for result in pipeline.stream(self._frames(feed, camera)):
+                for result in pipeline.stream(self._frames(feed)):
                     failed_in_row = 0
                     processed += 1
                     self._deliver(result)
@@ -272,15 +272,15 @@ class Service:
                     return 1
         return 0
 
-    def _frames(self, feed: Feed, camera: str) -> Iterator[Frame]:
-        """The feed's frames (tagged with the camera's name) until it ends or a stop is
-        requested. Between frames (and while the source is quiet) it pings the watchdog and
-        writes the periodic status line, so health stays current however long the pipeline
-        keeps a frame in flight."""
+    def _frames(self, feed: Feed) -> Iterator[Frame]:
+        """The feed's frames until it ends or a stop is requested (one camera: its frames stay
+        untagged, so the JSONL keeps the schema of ``run``). Between frames (and while the
+        source is quiet) it pings the watchdog and writes the periodic status line, so health
+        stays current however long the pipeline keeps a frame in flight."""
         while not self.stop_event.is_set():
             frame = feed.read(timeout=self._housekeeping())
             if frame is not None:
-                yield replace(frame, camera=camera)
+                yield frame
             elif feed.ended:
                 log.info("source ended: stopping")
                 return
@@ -332,7 +332,7 @@ class Service:
         return 0
 
     def _deliver(self, result: FrameResult) -> None:
-        camera = result.frame.camera
+        camera = result.frame.camera or self.sources[0][0]
         self.camera_stats[camera].record(result)
         for sink in self.sinks + self.camera_sinks[camera]:
             sink.write(result)
