@@ -2,8 +2,13 @@
 """N cameras in ONE serve-like process (``pipeline.batch``: one detector batch and one keypoint
 batch across the cameras per tick) against N separate single-camera processes, on this CPU.
 
-    python bench/multicam.py [--cameras 1 2 4] [--seconds 40] [--rounds 1] [--video PATH]
-                             [--threads N] [--json out.json] [--png out.png]
+    python bench/multicam.py [--serve] [--cameras 1 2 4] [--seconds 40] [--rounds 1]
+                             [--video PATH] [--threads N] [--json out.json] [--png out.png]
+
+``--serve``: the processes are real ``trt-pose-td serve`` services (``serve NAME=URI ...``
+with N cameras against N ``serve URI`` processes, default models, JSONL off, HTTP on loopback);
+their counters are read from ``/metrics`` before and after one shared window once every camera
+has processed a frame, CPU time from ``/proc``. Without it, the serve-like workers below.
 
 Each configuration starts its worker process(es) (``--worker``, this same file); every worker
 loads the default pipeline, opens its cameras (the video looping, each camera starting at
@@ -146,6 +151,108 @@ def summarize(reports: List[Dict[str, Any]], peak: Dict[int, Dict[str, int]], ca
     }
 
 
+# -- real `serve` processes -------------------------------------------------------------------
+def serve_metrics(port: int) -> Dict[str, float]:
+    """``{name{camera}: value}`` of one serve's /metrics (label-less samples as ``name``)."""
+    import re
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    out: Dict[str, float] = {}
+    for m in re.finditer(r'^(trt_pose_td_\w+)(?:\{([^}]*)\})? (\S+)$', text.decode(), re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if set(labels) <= {"camera"}:
+            out[f"{m.group(1)}{{{labels['camera']}}}" if labels else m.group(1)] = float(m.group(3))
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sum(m: Dict[str, float], name: str) -> float:
+    return sum(v for k, v in m.items() if k.startswith(name + "{"))
+
+
+def run_serve_config(video: str, procs: int, cams_each: int, seconds: float, threads: int
+                     ) -> Dict[str, Any]:
+    """``procs`` real ``trt-pose-td serve`` processes with ``cams_each`` cameras each (the
+    video looping), default models, no JSONL; counters read from /metrics before and after one
+    shared window, once every camera has processed a frame."""
+    import socket
+    import urllib.error
+
+    ports, servers = [], []
+    for i in range(procs):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        cams = [video] if cams_each == 1 else [f"p{i}c{c}={video}" for c in range(cams_each)]
+        cmd = [sys.executable, "-m", "trt_pose_td", "serve", *cams, "--loop", "--jsonl", "",
+               "--http", f"127.0.0.1:{ports[-1]}", "--camera", f"p{i}c0"]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        servers.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL))
+    try:
+        def warm() -> List[Dict[str, float]]:
+            got = []
+            for port in ports:
+                m = serve_metrics(port)
+                frames = [v for k, v in m.items() if k.startswith("trt_pose_td_frames_total{")]
+                if len(frames) < cams_each or min(frames) < 1:
+                    raise RuntimeError("not warm")
+                got.append(m)
+            return got
+
+        deadline = time.time() + 300
+        while True:
+            try:
+                before = warm()
+                break
+            except (RuntimeError, OSError, urllib.error.URLError):
+                if time.time() > deadline or any(p.poll() is not None for p in servers):
+                    raise RuntimeError("serve did not start (or exited)") from None
+                time.sleep(1.0)
+        t0, cpu0 = time.time(), [cpu_s(p.pid) for p in servers]
+        peak = {p.pid: {"rss": 0, "pss": 0} for p in servers}
+        while time.time() < t0 + seconds:
+            time.sleep(min(2.0, max(0.0, t0 + seconds - time.time())))
+            for p in servers:
+                mem = memory_kib(p.pid)
+                peak[p.pid] = {k: max(v, mem[k]) for k, v in peak[p.pid].items()}
+        after = [serve_metrics(port) for port in ports]
+        elapsed, cpu = time.time() - t0, sum(cpu_s(p.pid) for p in servers) - sum(cpu0)
+    finally:
+        for p in servers:
+            p.terminate()
+        for p in servers:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return serve_row(before, after, elapsed, cpu, peak, procs * cams_each)
+
+
+def serve_row(before: List[Dict[str, float]], after: List[Dict[str, float]], elapsed: float,
+              cpu: float, peak: Dict[int, Dict[str, int]], cameras: int) -> Dict[str, Any]:
+    delta = [{k: a[k] - b.get(k, 0.0) for k in a} for b, a in zip(before, after)]
+    persons = sum(_sum(d, "trt_pose_td_persons_total") for d in delta)
+    frames = sum(_sum(d, "trt_pose_td_frames_total") for d in delta)
+    runs = sum(d.get("trt_pose_td_keypoint_runs_total", 0.0) for d in delta)
+    batched = sum(d.get("trt_pose_td_keypoint_batch_persons_total", 0.0) for d in delta)
+    return {
+        "processes": len(before), "cameras": cameras, "persons_per_s": persons / elapsed,
+        "fps_per_camera": frames / elapsed / cameras, "persons_per_cpu_s": persons / cpu,
+        "cpu_s": cpu, "ticks": int(sum(d.get("trt_pose_td_ticks_total", 0.0) for d in delta)),
+        "keypoint_batch_mean": batched / runs if runs else 0.0, "keypoint_batches": {},
+        "rss_mib": sum(p["rss"] for p in peak.values()) / 1024,
+        "pss_mib": sum(p["pss"] for p in peak.values()) / 1024,
+        "rss_mib_each": [round(p["rss"] / 1024, 1) for p in peak.values()],
+    }
+
+
 def sample_clip(path: Path, frames: int = 34) -> str:
     """An MP4 of the packaged photo panning 4 px a frame (640x480, 10 fps)."""
     import cv2
@@ -170,8 +277,8 @@ def default_video(tmp: Path) -> str:
     return sample_clip(tmp / "sample_clip.mp4")
 
 
-def measure(video: str, counts: List[int], seconds: float, rounds: int, threads: int
-            ) -> List[Dict[str, Any]]:
+def measure(video: str, counts: List[int], seconds: float, rounds: int, threads: int,
+            serve: bool = False) -> List[Dict[str, Any]]:
     """Every configuration ``rounds`` times (one process / separate processes alternating which
     goes first, so both see the same machine load); the median round of each is kept."""
     runs: Dict[tuple, List[Dict[str, Any]]] = {}
@@ -179,7 +286,8 @@ def measure(video: str, counts: List[int], seconds: float, rounds: int, threads:
         for n in counts:
             layouts = [("one", 1, n)] + ([("separate", n, 1)] if n > 1 else [])
             for mode, procs, each in (layouts if r % 2 == 0 else layouts[::-1]):
-                row = run_config(video, procs, each, seconds, threads)
+                row = (run_serve_config if serve else run_config)(video, procs, each, seconds,
+                                                                  threads)
                 row["mode"] = mode
                 print(f"round {r}: {fmt(row)}", flush=True)
                 runs.setdefault((n, mode), []).append(row)
@@ -257,6 +365,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
     ap.add_argument("--json")
     ap.add_argument("--png")
+    ap.add_argument("--serve", action="store_true",
+                    help="measure real `trt-pose-td serve` processes (counters from /metrics; "
+                         "keypoint batch sizes only for the multi-camera ones)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -264,7 +375,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         video = args.video or default_video(Path(tmp))
         load = os.getloadavg()
-        rows = measure(video, args.cameras, args.seconds, args.rounds, args.threads)
+        rows = measure(video, args.cameras, args.seconds, args.rounds, args.threads,
+                       args.serve)
     print(table(rows))
     goals = [v for v in (verdict(rows, n) for n in args.cameras) if v]
     for v in goals:
@@ -275,6 +387,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "video": Path(video).name, "seconds": args.seconds, "rounds": args.rounds,
+            "processes": "trt-pose-td serve" if args.serve else "serve-like workers",
             "threads": args.threads, "cpus": os.cpu_count(), "loadavg_before": load,
             "loadavg_after": os.getloadavg(), "rows": rows, "goals": goals}, indent=1))
     if args.png:
