@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from multicam_serve import memory_kib, run_serve_config, stop
 
 
 # -- worker -----------------------------------------------------------------------------------
@@ -76,19 +79,6 @@ def worker(video: str, cameras: int, threads: int) -> int:
 
 
 # -- driver -----------------------------------------------------------------------------------
-def memory_kib(pid: int) -> Dict[str, int]:
-    """VmRSS and Pss (KiB) of a live process, 0 when it is gone."""
-    out = {"rss": 0, "pss": 0}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                out["rss"] = int(line.split()[1])
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                out["pss"] = int(line.split()[1])
-    except OSError:
-        pass
-    return out
 
 
 def run_config(video: str, procs: int, cams_each: int, seconds: float, threads: int
@@ -115,10 +105,10 @@ def run_config(video: str, procs: int, cams_each: int, seconds: float, threads: 
                 peak[w.pid] = {k: max(v, m[k]) for k, v in peak[w.pid].items()}
         reports = [json.loads(w.communicate(timeout=600)[0].splitlines()[-1]) for w in workers]
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
+        stop(workers)
     return summarize(reports, peak, procs * cams_each, deadline - seconds)
+
+
 
 
 def summarize(reports: List[Dict[str, Any]], peak: Dict[int, Dict[str, int]], cameras: int,
@@ -151,106 +141,13 @@ def summarize(reports: List[Dict[str, Any]], peak: Dict[int, Dict[str, int]], ca
     }
 
 
-# -- real `serve` processes -------------------------------------------------------------------
-def serve_metrics(port: int) -> Dict[str, float]:
-    """``{name{camera}: value}`` of one serve's /metrics (label-less samples as ``name``)."""
-    import re
-    import urllib.request
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
-    out: Dict[str, float] = {}
-    for m in re.finditer(r'^(trt_pose_td_\w+)(?:\{([^}]*)\})? (\S+)$', text.decode(), re.M):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if set(labels) <= {"camera"}:
-            out[f"{m.group(1)}{{{labels['camera']}}}" if labels else m.group(1)] = float(m.group(3))
-    return out
 
 
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _sum(m: Dict[str, float], name: str) -> float:
-    return sum(v for k, v in m.items() if k.startswith(name + "{"))
 
 
-def run_serve_config(video: str, procs: int, cams_each: int, seconds: float, threads: int
-                     ) -> Dict[str, Any]:
-    """``procs`` real ``trt-pose-td serve`` processes with ``cams_each`` cameras each (the
-    video looping), default models, no JSONL; counters read from /metrics before and after one
-    shared window, once every camera has processed a frame."""
-    import socket
-    import urllib.error
 
-    ports, servers = [], []
-    for i in range(procs):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.append(sock.getsockname()[1])
-        cams = [video] if cams_each == 1 else [f"p{i}c{c}={video}" for c in range(cams_each)]
-        cmd = [sys.executable, "-m", "trt_pose_td", "serve", *cams, "--loop", "--jsonl", "",
-               "--http", f"127.0.0.1:{ports[-1]}", "--camera", f"p{i}c0"]
-        if threads:
-            cmd += ["--threads", str(threads)]
-        servers.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL))
-    try:
-        def warm() -> List[Dict[str, float]]:
-            got = []
-            for port in ports:
-                m = serve_metrics(port)
-                frames = [v for k, v in m.items() if k.startswith("trt_pose_td_frames_total{")]
-                if len(frames) < cams_each or min(frames) < 1:
-                    raise RuntimeError("not warm")
-                got.append(m)
-            return got
-
-        deadline = time.time() + 300
-        while True:
-            try:
-                before = warm()
-                break
-            except (RuntimeError, OSError, urllib.error.URLError):
-                if time.time() > deadline or any(p.poll() is not None for p in servers):
-                    raise RuntimeError("serve did not start (or exited)") from None
-                time.sleep(1.0)
-        t0, cpu0 = time.time(), [cpu_s(p.pid) for p in servers]
-        peak = {p.pid: {"rss": 0, "pss": 0} for p in servers}
-        while time.time() < t0 + seconds:
-            time.sleep(min(2.0, max(0.0, t0 + seconds - time.time())))
-            for p in servers:
-                mem = memory_kib(p.pid)
-                peak[p.pid] = {k: max(v, mem[k]) for k, v in peak[p.pid].items()}
-        after = [serve_metrics(port) for port in ports]
-        elapsed, cpu = time.time() - t0, sum(cpu_s(p.pid) for p in servers) - sum(cpu0)
-    finally:
-        for p in servers:
-            p.terminate()
-        for p in servers:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    return serve_row(before, after, elapsed, cpu, peak, procs * cams_each)
-
-
-def serve_row(before: List[Dict[str, float]], after: List[Dict[str, float]], elapsed: float,
-              cpu: float, peak: Dict[int, Dict[str, int]], cameras: int) -> Dict[str, Any]:
-    delta = [{k: a[k] - b.get(k, 0.0) for k in a} for b, a in zip(before, after)]
-    persons = sum(_sum(d, "trt_pose_td_persons_total") for d in delta)
-    frames = sum(_sum(d, "trt_pose_td_frames_total") for d in delta)
-    runs = sum(d.get("trt_pose_td_keypoint_runs_total", 0.0) for d in delta)
-    batched = sum(d.get("trt_pose_td_keypoint_batch_persons_total", 0.0) for d in delta)
-    return {
-        "processes": len(before), "cameras": cameras, "persons_per_s": persons / elapsed,
-        "fps_per_camera": frames / elapsed / cameras, "persons_per_cpu_s": persons / cpu,
-        "cpu_s": cpu, "ticks": int(sum(d.get("trt_pose_td_ticks_total", 0.0) for d in delta)),
-        "keypoint_batch_mean": batched / runs if runs else 0.0, "keypoint_batches": {},
-        "rss_mib": sum(p["rss"] for p in peak.values()) / 1024,
-        "pss_mib": sum(p["pss"] for p in peak.values()) / 1024,
-        "rss_mib_each": [round(p["rss"] / 1024, 1) for p in peak.values()],
-    }
 
 
 def sample_clip(path: Path, frames: int = 34) -> str:
@@ -279,8 +176,9 @@ def default_video(tmp: Path) -> str:
 
 def measure(video: str, counts: List[int], seconds: float, rounds: int, threads: int,
             serve: bool = False) -> List[Dict[str, Any]]:
-    """Every configuration ``rounds`` times (one process / separate processes alternating which
-    goes first, so both see the same machine load); the median round of each is kept."""
+    """Every configuration ``rounds`` times (one process / separate processes back to back,
+    alternating which goes first, so a pair sees about the same machine load); the median round
+    of each is kept, and ``rounds`` lists every round's persons/s and persons/CPU-s in order."""
     runs: Dict[tuple, List[Dict[str, Any]]] = {}
     for r in range(rounds):
         for n in counts:
@@ -293,8 +191,9 @@ def measure(video: str, counts: List[int], seconds: float, rounds: int, threads:
                 runs.setdefault((n, mode), []).append(row)
     rows = []
     for rs in runs.values():
-        rs.sort(key=lambda x: x["persons_per_s"])
-        rows.append(dict(rs[len(rs) // 2], rounds=[x["persons_per_s"] for x in rs]))
+        per_round = [[x["persons_per_s"], x["persons_per_cpu_s"]] for x in rs]
+        rs = sorted(rs, key=lambda x: x["persons_per_s"])
+        rows.append(dict(rs[len(rs) // 2], rounds=per_round))
     return rows
 
 
@@ -313,11 +212,14 @@ def verdict(rows: List[Dict[str, Any]], n: int) -> Dict[str, Any]:
     if "one" not in by or "separate" not in by:
         return {}
     one, sep = by["one"], by["separate"]
-    speed = one["persons_per_s"] / sep["persons_per_s"]
+    # per round (a pair measured back to back), then the median: the load of other work on
+    # the machine changes between rounds far more than within a pair
+    speeds = [a[0] / b[0] for a, b in zip(one["rounds"], sep["rounds"])]
+    cpus = [a[1] / b[1] for a, b in zip(one["rounds"], sep["rounds"])]
+    speed, cpu = statistics.median(speeds), statistics.median(cpus)
     rss, pss = one["rss_mib"] / sep["rss_mib"], one["pss_mib"] / sep["pss_mib"]
-    cpu = one["persons_per_cpu_s"] / sep["persons_per_cpu_s"]
-    return {"cameras": n, "speedup": speed, "cpu_efficiency": cpu, "rss_ratio": rss,
-            "pss_ratio": pss,
+    return {"cameras": n, "speedup": speed, "speedups": speeds, "cpu_efficiency": cpu,
+            "rss_ratio": rss, "pss_ratio": pss,
             "met": speed >= 1.3 and rss < 0.5 and pss < 0.5}
 
 
@@ -381,6 +283,7 @@ def main() -> int:
     goals = [v for v in (verdict(rows, n) for n in args.cameras) if v]
     for v in goals:
         print(f"{v['cameras']} cameras, one process vs separate: {v['speedup']:.2f}x persons/s "
+              f"(per round {', '.join(f'{x:.2f}' for x in v['speedups'])}) "
               f"({v['cpu_efficiency']:.2f}x persons per CPU-second), "
               f"{v['rss_ratio']:.2f}x RSS, {v['pss_ratio']:.2f}x PSS -> goal (>= 1.3x, < 0.5x "
               f"memory) {'met' if v['met'] else 'NOT met'}")
