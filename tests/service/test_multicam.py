@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from tests.service.helpers import (
-    Broker,
     MjpegCamera,
     Serve,
     Subscriber,
@@ -158,13 +157,6 @@ def labelled_metrics(text: str) -> Dict[str, float]:
             if set(s.labels) <= {"camera"}:
                 out[f"{s.name}{{{cam}}}" if cam else s.name] = s.value
     return out
-
-
-@pytest.fixture
-def broker():
-    b = Broker().start()
-    yield b
-    b.stop()
 
 
 @pytest.mark.slow
