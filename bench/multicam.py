@@ -250,6 +250,7 @@ def plot(rows: List[Dict[str, Any]], path: str) -> None:
         axes[1].plot([r["cameras"] for r in rs], [r["rss_mib"] for r in rs], marker=marker,
                      label=label)
     for ax, title in zip(axes, ("total persons/s", "resident memory, MiB (sum)")):
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("cameras")
         ax.set_title(title)
         ax.grid(alpha=0.3)
