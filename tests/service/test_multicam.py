@@ -107,6 +107,21 @@ def test_a_camera_that_never_connects_does_not_hold_up_a_tick(sample_clip: Path)
         cams.close()
 
 
+def test_cameras_end_when_every_file_ended(sample_clip: Path):
+    feeds = [Prefetch(FileFeed(open_source(str(sample_clip))), n) for n in ("a", "b")]
+    cams = Cameras([Camera("a", feeds[0]), Camera("b", feeds[1])])
+    stop = threading.Event()
+    try:
+        ticks = []
+        while not cams.ended and len(ticks) < 20:
+            ticks.append(cams.gather(2.0, stop))
+        got = [f for t in ticks for f in t]
+        assert cams.ended and len(got) == 16  # 8 frames each, none lost, none twice
+        assert {(f.camera, f.index) for f in got} == {(c, i) for c in "ab" for i in range(8)}
+    finally:
+        cams.close()
+
+
 # -- grouped counters -------------------------------------------------------------------------
 def _group(when: str) -> StatsGroup:
     stats = {name: ServiceStats(name, {"version": "x"}, stale_after_s=30) for name in "ab"}
