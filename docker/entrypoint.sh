@@ -9,7 +9,8 @@
 #
 # Environment: TRT_POSE_TD_CONFIG (config file), TRT_POSE_TD_ENGINE_DIR (engine volume),
 # TRT_POSE_TD_BUILD=auto|never (auto: build when TensorRT is importable, skip otherwise),
-# TRT_POSE_TD_PRECISION (fp16|int8, when the config does not say).
+# TRT_POSE_TD_PRECISION (fp16|int8, when the config does not say), TRT_POSE_TD_HTTP_HOST (the
+# HTTP bind address the images set to 0.0.0.0; the service's own default is 127.0.0.1).
 set -euo pipefail
 
 CONFIG=${TRT_POSE_TD_CONFIG:-/etc/trt-pose-td/config.toml}
@@ -29,6 +30,11 @@ if [ -f "$CONFIG" ]; then
     serve_args+=(--config "$CONFIG")
 else
     log "no config at $CONFIG: using flags and defaults only"
+fi
+# The service binds 127.0.0.1 by default; inside a container that is unreachable through -p, so
+# the images set TRT_POSE_TD_HTTP_HOST=0.0.0.0 (set it empty to keep the config's address).
+if [ -n "${TRT_POSE_TD_HTTP_HOST:-}" ]; then
+    serve_args+=(--set "http.host=\"$TRT_POSE_TD_HTTP_HOST\"")
 fi
 
 if [ "$BUILD" != "never" ] && "$PYTHON" -c "import tensorrt" 2>/dev/null; then

@@ -55,6 +55,25 @@ def sample_clip(sample_photo: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return path
 
 
+@pytest.fixture(scope="session")
+def service_clip(sample_photo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real MP4 for the service tests (10 frames, 320x240, 10 fps): the left part of the
+    packaged photo (x 0-427, y 100-420: four children) at 3/4 scale, panning 3 px a frame;
+    cheap enough to loop."""
+    cv2 = pytest.importorskip("cv2")
+    import numpy as np
+
+    image = cv2.imread(str(sample_photo))[100:420, :427]
+    path = tmp_path_factory.mktemp("service_clip") / "service_clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
+    for i in range(10):
+        shift = np.float32([[0.75, 0, 3 * i - 15], [0, 0.75, 0]])
+        writer.write(cv2.warpAffine(image, shift, (320, 240), borderMode=cv2.BORDER_REPLICATE))
+    writer.release()
+    assert path.stat().st_size > 5_000, "OpenCV wrote no video"
+    return path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Every test session fetches into its own cache, from the mirror (never the network)."""

@@ -83,21 +83,21 @@ def test_the_address_comes_from_the_config_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_healthcheck_passes_on_a_non_default_port_and_fails_elsewhere(shared, tmp_path):
+def test_healthcheck_passes_on_a_non_default_port_and_fails_elsewhere(service_clip, tmp_path):
     """A real service on a free (non-8080) port: the check resolves the same arguments and gets
     200; the same arguments with another port, nobody listening, are unhealthy (exit 1)."""
-    from tests.service.helpers import DEMO, Serve, free_port, wait_for
+    from tests.service.helpers import Serve, free_port, wait_for
 
-    serve = Serve(tmp_path, str(shared / DEMO), "--loop")
+    serve = Serve(tmp_path, str(service_clip), "--loop")
     try:
         wait_for(serve.serving, 60, "the service's /healthz")
-        wait_for(lambda: cli("healthcheck", "--", str(shared / DEMO), "--http",
+        wait_for(lambda: cli("healthcheck", "--", str(service_clip), "--http",
                              f"127.0.0.1:{serve.http_port}").returncode == 0, 30, "healthy")
-        ok = cli("healthcheck", "--", "--config", os.devnull, str(shared / DEMO), "--http",
+        ok = cli("healthcheck", "--", "--config", os.devnull, str(service_clip), "--http",
                  f"127.0.0.1:{serve.http_port}")
         assert ok.returncode == 0 and ok.stdout.startswith("healthy: http://127.0.0.1:"), ok
         other = free_port()
-        bad = cli("healthcheck", "--timeout", "2", "--", str(shared / DEMO), "--http",
+        bad = cli("healthcheck", "--timeout", "2", "--", str(service_clip), "--http",
                   f"127.0.0.1:{other}")
         assert bad.returncode == 1
         assert bad.stderr.startswith(f"unhealthy: http://127.0.0.1:{other}/healthz: "), bad
@@ -118,7 +118,14 @@ def test_cpu_image_config_reads_the_usb_camera_and_no_broker():
     assert cfg.source.uri == "/dev/video0"
     assert cfg.mqtt.host == ""  # no MQTT unless configured
     assert cfg.pipeline.backend == "onnxruntime"
-    assert (cfg.http.enabled, cfg.http.host, cfg.http.port) == (True, "0.0.0.0", 8080)
+    # the service's own default is 127.0.0.1; the image's entrypoint sets 0.0.0.0
+    # (TRT_POSE_TD_HTTP_HOST in the Dockerfiles) so -p 8080:8080 reaches it
+    assert (cfg.http.enabled, cfg.http.host, cfg.http.port) == (True, "127.0.0.1", 8080)
+    entry = (CPU_CONFIG.parent / "entrypoint.sh").read_text()
+    assert '--set "http.host=' in entry and "TRT_POSE_TD_HTTP_HOST" in entry
+    for image in ("cpu", "jetson", "x86"):
+        assert "TRT_POSE_TD_HTTP_HOST=0.0.0.0" in \
+            (CPU_CONFIG.parent / f"Dockerfile.{image}").read_text()
     moved = serve_config("--config", str(CPU_CONFIG), "rtsp://cam/s", "--mqtt", "broker:1884")
     assert (moved.source.uri, moved.mqtt.host, moved.mqtt.port) == ("rtsp://cam/s", "broker", 1884)
 

@@ -94,6 +94,9 @@ class PipelineOptions(TypedDict, total=False):
     engine_dir: Optional[str]
     precision: Optional[str]
     int8_mode: Optional[str]
+    track: bool
+    det_every: int
+    smooth: bool
 
 
 def open_pipeline(cfg: Optional[PipelineConfig] = None, *, progress: bool = False,
@@ -117,13 +120,19 @@ def open_pipeline(cfg: Optional[PipelineConfig] = None, *, progress: bool = Fals
             fields["det_size"] = (size, size)
         cfg = replace(cfg, **fields)
     plan = resolve(cfg, progress)
+    pipeline: Pipeline
     if plan.backend == "tensorrt":
         from .gpu_pipeline import GpuPipeline
 
-        return GpuPipeline.from_plan(plan)
-    from .pipeline import CpuPipeline
+        pipeline = GpuPipeline.from_plan(plan)
+    else:
+        from .pipeline import CpuPipeline
 
-    return CpuPipeline.from_plan(plan)
+        pipeline = CpuPipeline.from_plan(plan)
+    from .tracked import TrackedPipeline, tracker_config
+
+    tracking = tracker_config(cfg.track, cfg.det_every, cfg.smooth)
+    return pipeline if tracking is None else TrackedPipeline(pipeline, tracking)
 
 
 def draw(image: np.ndarray, result: Union[FrameResult, Poses], keypoint_threshold: float = 0.3,

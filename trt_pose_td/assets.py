@@ -259,3 +259,40 @@ def all_assets(names: Sequence[str] = ()) -> Iterable[Asset]:
         else:
             raise AssetError(f"unknown asset {name!r}; models: {', '.join(sorted(REGISTRY))}; "
                              f"samples: {', '.join(sorted(SAMPLES))}")
+
+
+#: OpenCV's pedestrian clip (768x576, 795 frames, 10 fps; Apache-2.0 / BSD), the real video for
+#: tracking: from the mirror's ``video/vtest.avi``, else Debian's ``opencv-doc`` package.
+VTEST_SHA256 = "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"
+VTEST = Asset("vtest", "samples/vtest.avi", VTEST_SHA256, mirror_path="video/vtest.avi")
+_VTEST_DEB_MEMBER = "usr/share/doc/opencv-doc/examples/data/vtest.avi"
+
+
+def vtest_path(progress: bool = False) -> Path:
+    """Local, sha256-checked ``vtest.avi``: cache, then the mirror, then ``apt-get download
+    opencv-doc`` + ``dpkg -x`` (Debian / Ubuntu). :class:`AssetError` saying so when none has it."""
+    try:
+        return fetch(VTEST, progress=progress)
+    except AssetError as exc:
+        first = exc
+    dest = cache_dir() / VTEST.file
+    if not (shutil.which("apt-get") and shutil.which("dpkg")):
+        raise AssetError(f"{first}; no apt-get/dpkg to take it from Debian's opencv-doc either")
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            subprocess.run(["apt-get", "download", "opencv-doc"], cwd=tmp, check=True,
+                           capture_output=True, timeout=600)
+            deb = next(Path(tmp).glob("opencv-doc_*.deb"))
+            subprocess.run(["dpkg", "-x", str(deb), str(Path(tmp) / "x")], check=True,
+                           capture_output=True, timeout=600)
+        except (subprocess.SubprocessError, StopIteration, OSError) as err:
+            raise AssetError(f"{first}; apt-get download opencv-doc failed ({err})") from err
+        found = Path(tmp) / "x" / _VTEST_DEB_MEMBER
+        if not _verified(found, VTEST_SHA256):
+            raise AssetError(f"opencv-doc has no vtest.avi with sha256 {VTEST_SHA256[:16]}...")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(found, dest)
+    log.info("fetched vtest.avi from Debian's opencv-doc")
+    return dest

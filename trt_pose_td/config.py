@@ -35,6 +35,11 @@ class PipelineConfig:
     engine_dir: TensorRT engine folder (None: ``<cache>/engines``); precision: ``fp32``,
     ``fp16``, ``int8`` or None (fp32 on ONNX Runtime, fp16 on TensorRT); int8_mode: ``qdq``
     (default) or ``calibrator`` engines for TensorRT INT8.
+
+    track: a stable integer ``track_id`` per person (:mod:`trt_pose_td.tracked`); det_every:
+    run the detector every K-th frame and follow the tracks by keypoints between; smooth:
+    one-euro filter on the keypoints (``keypoints_raw`` keeps the unfiltered ones). Either of
+    the last two turns tracking on. Measured on vtest.avi: docs/tracking.md.
     """
 
     detector: str = DEFAULT_DETECTOR
@@ -56,6 +61,9 @@ class PipelineConfig:
     engine_dir: Optional[str] = None
     precision: Optional[str] = None
     int8_mode: Optional[str] = None
+    track: bool = False
+    det_every: int = 1
+    smooth: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.det_size, list):

@@ -83,6 +83,10 @@ def check_pipeline_config(cfg: Any) -> None:
     check_choice("preprocessor", cfg.preprocessor, PREPROCESSORS)
     check_choice("precision", cfg.precision, PRECISIONS, optional=True)
     check_choice("int8_mode", cfg.int8_mode, INT8_MODES, optional=True)
+    check_number("det_every", cfg.det_every, 1, 10_000, integer=True)
+    for name in ("flip", "recrop", "track", "smooth"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise _fail(name, f"true or false, not {getattr(cfg, name)!r}")
 
 
 def expected_models(cfg: Any) -> Tuple[Optional[str], Optional[str]]:

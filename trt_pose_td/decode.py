@@ -340,8 +340,9 @@ class KeypointDecoder:
     roles: the output roles a registry spec maps to graph names; decode(named, input_size,
     refine, options) -> keypoints (N, K, 2) float32 in crop-input pixels and scores (N, K);
     flip_back(named of mirrored crops, perm) -> named of the unmirrored crops; gpu_decode(kernels,
-    stream, outputs, maps, input_size, refine, options, out_ptr) enqueues the GPU kernel that
-    writes (maps, 3) float32 (x, y, score) at ``out_ptr`` (``kernels`` is a
+    stream, outputs, maps, input_size, refine, options, out_ptr, out_capacity) enqueues the GPU
+    kernel that writes (maps, 3) float32 (x, y, score) at ``out_ptr`` (at most ``out_capacity``
+    bytes, checked before the launch) (``kernels`` is a
     :class:`trt_pose_td.cuda` kernel set: duck-typed here so this module stays pure).
     """
 
@@ -361,10 +362,11 @@ def _heatmap_decode(named: Named, input_size: Tuple[int, int], refine: str,
 
 def _heatmap_gpu(kernels: object, stream: object, outputs: DeviceOutputs, maps: int,
                  input_size: Tuple[int, int], refine: str, options: Mapping[str, float],
-                 out_ptr: int) -> None:
+                 out_ptr: int, out_capacity: int) -> None:
     ptr, shape = outputs["heatmaps"]
     kernels.decode_heatmaps(stream, ptr, maps, (shape[2], shape[3]),  # type: ignore[attr-defined]
-                            input_size, refine, out_ptr, float(options.get("cell_offset", 0.5)))
+                            input_size, refine, out_ptr, float(options.get("cell_offset", 0.5)),
+                            out_capacity)
 
 
 def _simcc_decode(named: Named, input_size: Tuple[int, int], refine: str,
@@ -379,10 +381,10 @@ def _simcc_flip_back(named: Named, perm: np.ndarray) -> Named:
 
 def _simcc_gpu(kernels: object, stream: object, outputs: DeviceOutputs, maps: int,
                input_size: Tuple[int, int], refine: str, options: Mapping[str, float],
-               out_ptr: int) -> None:
+               out_ptr: int, out_capacity: int) -> None:
     (xp, xs), (yp, ys) = outputs["simcc_x"], outputs["simcc_y"]
     kernels.decode_simcc(stream, xp, xs[2], yp, ys[2], maps,  # type: ignore[attr-defined]
-                         float(options.get("split_ratio", 2.0)), out_ptr)
+                         float(options.get("split_ratio", 2.0)), out_ptr, out_capacity)
 
 
 KEYPOINT_DECODERS: Dict[str, KeypointDecoder] = {

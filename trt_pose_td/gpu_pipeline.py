@@ -269,7 +269,7 @@ class GpuPipeline:
                    for role, name in spec.outputs.items()}
         KEYPOINT_DECODERS[spec.decoder].gpu_decode(
             self.kernels, s, outputs, count * k, spec.preprocess.input_size, self.pose.refine,
-            spec.decoder_options, out)
+            spec.decoder_options, out, self._results[1].nbytes - start * k * 12)
         self._chunk_events[index][1].record(s)
 
     def _finish_pose(self, job: PoseJob) -> Poses:

@@ -102,12 +102,16 @@ class Poses:
 
     keypoints: (N, 17, 2) float32, pixels, original frame; keypoint_scores: (N, 17) float32;
     boxes: (N, 4) float32 x1y1x2y2 (the detector's boxes); box_scores: (N,) float32.
+    With tracking (:mod:`trt_pose_td.tracking`): track_ids (N,) int64 (-1: a person no track
+    took); keypoints_raw (N, 17, 2) float32, the keypoints before smoothing (None without it).
     """
 
     keypoints: np.ndarray
     keypoint_scores: np.ndarray
     boxes: np.ndarray
     box_scores: np.ndarray
+    track_ids: Optional[np.ndarray] = None
+    keypoints_raw: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         kpts = _as(self.keypoints, np.float32, (NUM_KEYPOINTS, 2), "keypoints")
@@ -119,12 +123,24 @@ class Poses:
         for name, value in (("keypoints", kpts), ("keypoint_scores", ks), ("boxes", boxes),
                             ("box_scores", bs)):
             object.__setattr__(self, name, value)
+        if self.track_ids is not None:
+            ids = _as(self.track_ids, np.int64, (), "track_ids")
+            if len(ids) != len(kpts):
+                raise ValueError(f"track_ids has {len(ids)} entries for {len(kpts)} persons")
+            object.__setattr__(self, "track_ids", ids)
+        if self.keypoints_raw is not None:
+            raw = _as(self.keypoints_raw, np.float32, (NUM_KEYPOINTS, 2), "keypoints_raw")
+            if len(raw) != len(kpts):
+                raise ValueError(f"keypoints_raw has {len(raw)} entries for {len(kpts)} persons")
+            object.__setattr__(self, "keypoints_raw", raw)
 
     @classmethod
-    def empty(cls) -> Poses:
+    def empty(cls, tracked: bool = False) -> Poses:
+        """No persons; ``tracked`` gives them an empty ``track_ids`` (a tracker's output)."""
         return cls(np.zeros((0, NUM_KEYPOINTS, 2), np.float32),
                    np.zeros((0, NUM_KEYPOINTS), np.float32),
-                   np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+                   np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
+                   np.zeros((0,), np.int64) if tracked else None)
 
     def __len__(self) -> int:
         return len(self.keypoints)
@@ -133,7 +149,9 @@ class Poses:
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
         return Poses(self.keypoints[index], self.keypoint_scores[index], self.boxes[index],
-                     self.box_scores[index])
+                     self.box_scores[index],
+                     None if self.track_ids is None else self.track_ids[index],
+                     None if self.keypoints_raw is None else self.keypoints_raw[index])
 
     def __iter__(self) -> Iterator[Poses]:
         for i in range(len(self)):
@@ -152,22 +170,35 @@ class Poses:
             return cls.empty()
         xys = np.asarray([p["keypoints"] for p in persons], np.float32).reshape(-1,
                                                                                NUM_KEYPOINTS, 3)
+        ids = np.asarray([p.get("track_id", -1) for p in persons], np.int64) \
+            if any("track_id" in p for p in persons) else None
         return cls(xys[..., :2], xys[..., 2], np.asarray([p["box"] for p in persons]),
-                   np.asarray([p["score"] for p in persons]))
+                   np.asarray([p["score"] for p in persons]), track_ids=ids)
 
     def to_list(self) -> list:
-        """JSON-ready persons: ``[{"box", "score", "keypoints": [[x, y, s] x 17]}]``."""
+        """JSON-ready persons: ``[{"box", "score", "keypoints": [[x, y, s] x 17]}]``, plus
+        ``"track_id"`` with tracking and ``"keypoints_raw"`` (unsmoothed, same layout) with
+        smoothing."""
         out = []
-        xys = self.to_array()
         for i in range(len(self)):
-            kp = xys[i]
-            out.append({
+            person = {
                 "box": [round(float(v), 2) for v in self.boxes[i]],
                 "score": round(float(self.box_scores[i]), 4),
-                "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
-                              for x, y, s in kp],
-            })
+                "keypoints": _keypoint_list(self.keypoints[i], self.keypoint_scores[i]),
+            }
+            if self.track_ids is not None:
+                person["track_id"] = int(self.track_ids[i])
+            if self.keypoints_raw is not None:
+                person["keypoints_raw"] = _keypoint_list(self.keypoints_raw[i],
+                                                         self.keypoint_scores[i])
+            out.append(person)
         return out
+
+
+def _keypoint_list(xy: np.ndarray, scores: np.ndarray) -> list:
+    """[[x, y, s] x 17] rounded for JSON from (17, 2) pixels and (17,) scores."""
+    return [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+            for (x, y), s in zip(xy, scores)]
 
 
 class StageTimes(Dict[str, float]):

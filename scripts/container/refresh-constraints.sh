@@ -7,7 +7,7 @@
 #   scripts/container/refresh-constraints.sh x86      # NGC TensorRT 24.08: Python 3.10, x86_64
 #   git diff docker/constraints-*.txt
 #   nice python -m pytest -m container tests/docker/test_container.py
-# cpu: pip installs the project ([ort,service]) into a fresh venv inside the image's base and the
+# cpu: pip installs the project ([ort,service,track]) into a fresh venv inside the image's base and the
 # result is frozen. jetson / jp5 / x86: their bases cannot be pulled here, so pip resolves the
 # Dockerfile's requirements for that Python and platform (--dry-run, wheels only) without
 # installing; on the device, `pip freeze` inside the built image is the final word.
@@ -34,7 +34,7 @@ freeze_cpu() {
         cp -r /src/setup.py /src/pyproject.toml /src/README.md /src/trt_pose_td /tmp/src
         python3 -m venv /tmp/venv
         /tmp/venv/bin/pip install --quiet --disable-pip-version-check --no-cache-dir \
-            "/tmp/src[ort,service]" --upgrade setuptools wheel >&2
+            "/tmp/src[ort,service,track]" --upgrade setuptools wheel >&2
         /tmp/venv/bin/pip freeze --all --exclude pip --exclude trt-pose-td' 2>/dev/null
 }
 
@@ -59,10 +59,12 @@ for item in json.load(open(sys.argv[1]))["install"]:
 COMMON=("paho-mqtt>=1.6" "tqdm>=4.60" "packaging>=20" "tomli>=1.2")
 case "$TARGET" in
     cpu) frozen=$(freeze_cpu) ;;
-    jetson) frozen=$(resolve 3.10 aarch64 "numpy<2" "cuda-python>=12.6,<12.7" "${COMMON[@]}") ;;
-    jp5) frozen=$(resolve 3.8 aarch64 "numpy<2" "cuda-python>=11.8,<12" "${COMMON[@]}") ;;
+    jetson) frozen=$(resolve 3.10 aarch64 "numpy<2" "cuda-python>=12.6,<12.7" "scipy>=1.6" \
+                         "${COMMON[@]}") ;;
+    jp5) frozen=$(resolve 3.8 aarch64 "numpy<2" "cuda-python>=11.8,<11.8.3" "scipy>=1.6,<1.11" \
+                      "${COMMON[@]}") ;;
     x86) frozen=$(resolve 3.10 x86_64 "numpy>=1.20" "opencv-python-headless>=4.5" \
-                      "cuda-python>=12.6,<12.7" "${COMMON[@]}") ;;
+                      "cuda-python>=12.6,<12.7" "scipy>=1.6" "${COMMON[@]}") ;;
     *) echo "usage: $0 [cpu|jetson|jp5|x86]" >&2; exit 2 ;;
 esac
 printf '%s\n' "$frozen" > "$OUT"

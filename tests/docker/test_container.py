@@ -162,7 +162,8 @@ def test_serve_publishes_answers_health_and_stops_cleanly(image, tmp_path):
     podman("run", "-d", "--name", name, "--network=host", "--read-only",
            "--user", ARBITRARY_UID, "-v", f"{media}:/media:ro", "-v", f"{out}:/out", image,
            *camera_args(cameras), "--mqtt", f"127.0.0.1:{broker.port}",
-           "--http", f"127.0.0.1:{http_port}", "--jsonl", "/out/poses.jsonl", "--threads", "1")
+           "--http", f"127.0.0.1:{http_port}", "--jsonl", "/out/poses.jsonl", "--threads", "1",
+           "--track")  # track IDs: the image carries the tracker (scipy)
     try:
         url = f"http://127.0.0.1:{http_port}/healthz"
 
@@ -178,7 +179,8 @@ def test_serve_publishes_answers_health_and_stops_cleanly(image, tmp_path):
         wait_for(healthy, 120, "/healthz 200 from the container", interval=1.0)
         for camera in cameras:
             _, payload, _ = sub.get(topic=f"trt-pose-td/{camera}/poses", timeout=60)
-            assert len(json.loads(payload)["persons"]) >= SAMPLE_MIN_PERSONS
+            persons = json.loads(payload)["persons"]
+            assert len(persons) >= SAMPLE_MIN_PERSONS and all("track_id" in p for p in persons)
         check = podman("healthcheck", "run", name, check=False)
         assert check.returncode == 0, check.stdout + check.stderr
         elsewhere = podman("exec", name, "trt-pose-td", "healthcheck", "--timeout", "2", "--",

@@ -66,7 +66,8 @@ SHARED_LINES = (
     "    && chmod -R g=u /var/lib/trt-pose-td",
     '    CMD ["trt-pose-td", "healthcheck"]',
     "    TRT_POSE_TD_CACHE=/var/lib/trt-pose-td/cache \\",
-    "    TRT_POSE_TD_CONTAINER=1",
+    "    TRT_POSE_TD_CONTAINER=1 \\",
+    "    TRT_POSE_TD_HTTP_HOST=0.0.0.0",
 )
 
 
@@ -169,7 +170,7 @@ def test_install_script_stages_native_and_container_units(tmp_path):
     assert bad.returncode == 2 and "unknown option --frobnicate" in bad.stderr
 
 
-def test_entrypoint_serves_with_onnxruntime_when_tensorrt_is_absent(shared, tmp_path):
+def test_entrypoint_serves_with_onnxruntime_when_tensorrt_is_absent(service_clip, tmp_path):
     """The real entrypoint and CLI: a `trt-pose-td` on PATH runs this checkout's package."""
     pytest.importorskip("onnxruntime")
     bindir = tmp_path / "bin"
@@ -181,9 +182,8 @@ def test_entrypoint_serves_with_onnxruntime_when_tensorrt_is_absent(shared, tmp_
     env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", PYTHONPATH=str(REPO),
                PYTHON=sys.executable, TRT_POSE_TD_CONFIG=str(tmp_path / "absent.toml"))
     proc = subprocess.run(
-        [str(DOCKER / "entrypoint.sh"), str(shared / "crowd/mmpose_testdata/"
-                                             "demo__resources__demo.mp4"),
-         "--pose", "pp_tinypose_128x96", "--no-http", "--jsonl", str(out), "--max-frames", "2"],
+        [str(DOCKER / "entrypoint.sh"), str(service_clip), "--no-http", "--jsonl", str(out),
+         "--max-frames", "2"],
         env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "TensorRT is not importable here: serving with ONNX Runtime" in proc.stderr

@@ -7,7 +7,7 @@ as the only ordering, the two-slot overlap of ``stream``, zero-copy vs pinned up
 - :mod:`.driver`: device, streams, events and device / pinned / mapped buffers on host memory
   with fake addresses (out-of-range, freed and host-only pointers raise; streams run lazily so
   missing waits and syncs show up);
-- :mod:`.kernels`: the real :class:`~trt_pose_td.cuda.kernels.Kernels` host code with the numpy
+- :mod:`.kernels`: the real :class:`~trt_pose_td.cuda.launchers.Kernels` host code with the numpy
   twins as kernel bodies;
 - :mod:`.engine`: ONNX Runtime behind TensorRT's device interface.
 
@@ -38,13 +38,13 @@ _CLASSES = ("Device", "Stream", "Event", "DeviceBuffer", "PinnedBuffer", "Mapped
 def install(monkeypatch: pytest.MonkeyPatch) -> Machine:
     """A fresh stand-in machine, its classes patched over the real driver's (undone with
     ``monkeypatch``)."""
-    from trt_pose_td.cuda import driver, kernels
+    from trt_pose_td.cuda import driver, launchers
 
     machine = Machine()
     monkeypatch.setattr(Machine, "current", machine)
     for name in _CLASSES:
         monkeypatch.setattr(driver, name, getattr(standin_driver, name))
-    monkeypatch.setattr(kernels, "DeviceBuffer", standin_driver.DeviceBuffer)  # DARK weights
+    monkeypatch.setattr(launchers, "DeviceBuffer", standin_driver.DeviceBuffer)  # DARK weights
     return machine
 
 

@@ -13,7 +13,7 @@ it), so engines are cheap to make.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -77,6 +77,14 @@ class StandinEngine(Engine):
 
     def profile(self, name: str) -> Tuple[Shape, Shape]:
         return self._profile[name]
+
+    def check_input_size(self, spec: Any) -> None:
+        """As :meth:`TrtEngine.check_input_size`: the profile must take the configured (W, H)."""
+        lo, hi = self._profile[spec.input_name]
+        w, h = spec.preprocess.input_size
+        if not (lo[2] <= h <= hi[2] and lo[3] <= w <= hi[3]):
+            raise EngineError(f"{self.source} takes {spec.name} input {spec.input_name} at "
+                              f"{hi[3]}x{hi[2]}, the pipeline runs it at {w}x{h}")
 
     def device_ptr(self, name: str) -> int:
         self._live()

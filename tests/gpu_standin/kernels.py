@@ -1,4 +1,4 @@
-"""Stand-in for :class:`trt_pose_td.cuda.kernels.Kernels`: the real host side, numpy twins as the
+"""Stand-in for :class:`trt_pose_td.cuda.launchers.Kernels`: the real host side, numpy twins as the
 kernel bodies (a TEST DOUBLE, not a GPU).
 
 Everything the real class does before ``cuLaunchKernel`` runs unchanged (argument checks,
@@ -17,7 +17,7 @@ import numpy as np
 
 from trt_pose_td.cuda import twins
 from trt_pose_td.cuda.driver import CudaError
-from trt_pose_td.cuda.kernels import Kernels
+from trt_pose_td.cuda.launchers import Kernels
 from trt_pose_td.decode import REFINEMENTS
 
 from .driver import Device, Stream, machine

@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = "crowd/mmpose_testdata/demo__resources__demo.mp4"
 RUN_KEYS = {"frame", "source", "timestamp", "persons"}
 
 
@@ -326,8 +325,9 @@ class Serve:
         self.http_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.stderr_path = tmp_path / "serve.log"
-        cmd = [sys.executable, "-m", "trt_pose_td", "serve", *args, "--pose",
-               "pp_tinypose_128x96", "--threads", "1", "--http", f"127.0.0.1:{self.http_port}",
+        # the packaged default models (no mirror needed) on the small service clip
+        cmd = [sys.executable, "-m", "trt_pose_td", "serve", *args, "--threads", "1",
+               "--http", f"127.0.0.1:{self.http_port}",
                "--set", "service.status_interval_s=1"]
         full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,

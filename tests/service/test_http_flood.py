@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.service.helpers import DEMO, Serve, http_get, wait_for
+from tests.service.helpers import Serve, http_get, wait_for
 
 pytest.importorskip("onnxruntime")
 
@@ -55,12 +55,12 @@ def half_open(port: int, n: int) -> list:
 
 
 @pytest.mark.slow
-def test_a_connection_flood_leaves_inference_at_full_rate(shared, tmp_path, procs):
+def test_a_connection_flood_leaves_inference_at_full_rate(service_clip, tmp_path, procs):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < CONNECTIONS + 200:
         pytest.skip(f"needs {CONNECTIONS + 200} file descriptors, the hard limit is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, CONNECTIONS + 200), hard))
-    serve = Serve(tmp_path, str(shared / DEMO), "--loop", "--set", "http.max_connections=16",
+    serve = Serve(tmp_path, str(service_clip), "--loop", "--set", "http.max_connections=16",
                   "--set", "http.timeout_s=4")
     procs.append(serve)
     # systemd's default soft limit, which 1019 connections exhausted before the cap existed

@@ -132,12 +132,12 @@ def test_failing_broker_is_one_line_per_backoff_step_and_a_state(tls_broker, cas
 
 
 @pytest.mark.slow
-def test_serve_shows_a_broker_unreachable_at_start(shared, tmp_path, procs):
-    from tests.service.helpers import DEMO, Serve, http_json
+def test_serve_shows_a_broker_unreachable_at_start(service_clip, tmp_path, procs):
+    from tests.service.helpers import Serve, http_json
 
     pytest.importorskip("onnxruntime")
     port = free_port()
-    serve = Serve(tmp_path, str(shared / DEMO), "--loop", "--jsonl", "",
+    serve = Serve(tmp_path, str(service_clip), "--loop", "--jsonl", "",
                   "--mqtt", f"127.0.0.1:{port}", "--set", "mqtt.reconnect_min_s=0.5",
                   "--set", "mqtt.reconnect_max_s=1.0")
     procs.append(serve)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tests.service.helpers import (
-    DEMO,
     Broker,
     MjpegCamera,
     Serve,
@@ -68,8 +67,8 @@ def frames(serve: Serve) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["uri", "password_file"])
-def test_no_channel_shows_the_camera_password_or_the_token(shared, tmp_path, procs, form):
-    camera = MjpegCamera(video_frames(shared / DEMO), fps=8, frames_per_connection=12,
+def test_no_channel_shows_the_camera_password_or_the_token(service_clip, tmp_path, procs, form):
+    camera = MjpegCamera(video_frames(service_clip), fps=8, frames_per_connection=12,
                          auth=("admin", SECRET)).start()
     broker = Broker().start()
     sub = Subscriber(broker.port, "trt-pose-td/#")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from tests.service.helpers import (
-    DEMO,
     REPO,
     RUN_KEYS,
     MjpegCamera,
@@ -30,10 +29,10 @@ pytest.importorskip("paho.mqtt.client")
 cv2 = pytest.importorskip("cv2")
 
 @pytest.mark.slow
-def test_serve_end_to_end_jsonl_mqtt_http_systemd_sigterm(shared, tmp_path, broker, procs):
+def test_serve_end_to_end_jsonl_mqtt_http_systemd_sigterm(service_clip, tmp_path, broker, procs):
     notify = NotifySocket(str(tmp_path / "notify.sock"))
     sub = Subscriber(broker.port, "trt-pose-td/#")
-    serve = Serve(tmp_path, str(shared / DEMO), "--loop", "--camera", "lobby",
+    serve = Serve(tmp_path, str(service_clip), "--loop", "--camera", "lobby",
                   "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-qos", "1",
                   env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"})
     procs.append(serve)
@@ -58,7 +57,7 @@ def test_serve_end_to_end_jsonl_mqtt_http_systemd_sigterm(shared, tmp_path, brok
         assert m["trt_pose_td_stage_latency_seconds_count{stage=pose_infer}"] >= 3
         _, jpeg = read_mjpeg_part(serve.url + "/stream.mjpg")
         frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        assert frame.shape == (540, 960, 3)
+        assert frame.shape == (240, 320, 3)  # the clip is smaller than preview_width: as is
         wait_for(lambda: notify.has("WATCHDOG=1"), 10, "a watchdog ping")
         wait_for(lambda: any(line.startswith("STATUS=") and "fps" in line
                              for m in notify.collect() for line in m.splitlines()
@@ -78,8 +77,8 @@ def test_serve_end_to_end_jsonl_mqtt_http_systemd_sigterm(shared, tmp_path, brok
 
 
 @pytest.mark.slow
-def test_serve_survives_camera_loss_reports_unhealthy_and_recovers(shared, tmp_path, procs):
-    camera = MjpegCamera(video_frames(shared / DEMO), fps=8).start()
+def test_serve_survives_camera_loss_reports_unhealthy_and_recovers(service_clip, tmp_path, procs):
+    camera = MjpegCamera(video_frames(service_clip), fps=8).start()
     serve = Serve(tmp_path, camera.url, "--jsonl", "", "--set", "source.reconnect_min_s=0.2",
                   "--set", "source.reconnect_max_s=0.5", "--set", "service.stale_after_s=3")
     procs.append(serve)
@@ -107,10 +106,10 @@ def test_serve_survives_camera_loss_reports_unhealthy_and_recovers(shared, tmp_p
 
 
 @pytest.mark.slow
-def test_serve_keeps_inferring_through_broken_sinks(shared, tmp_path, broker, procs):
+def test_serve_keeps_inferring_through_broken_sinks(service_clip, tmp_path, broker, procs):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    serve = Serve(tmp_path, str(shared / DEMO), "--loop", "--jsonl", "/dev/full",
+    serve = Serve(tmp_path, str(service_clip), "--loop", "--jsonl", "/dev/full",
                   "--mqtt", f"127.0.0.1:{broker.port}", "--set", "mqtt.reconnect_max_s=1")
     procs.append(serve)
     try:
@@ -142,13 +141,13 @@ def test_serve_keeps_inferring_through_broken_sinks(shared, tmp_path, broker, pr
 
 
 @pytest.mark.slow
-def test_file_source_end_exits_zero_with_every_frame(shared, tmp_path, procs):
+def test_file_source_end_exits_zero_with_every_frame(service_clip, tmp_path, procs):
     out = tmp_path / "poses.jsonl"
-    serve = Serve(tmp_path, str(shared / DEMO), "--jsonl", str(out), "--no-http")
+    serve = Serve(tmp_path, str(service_clip), "--jsonl", str(out), "--no-http")
     procs.append(serve)
     assert serve.proc.wait(timeout=60) == 0, serve.log[-3000:]
     docs = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [d["frame"] for d in docs] == [0, 1, 2, 3, 4]
+    assert [d["frame"] for d in docs] == list(range(10))
     assert all(set(d) == RUN_KEYS for d in docs)
     assert "source ended: stopping" in serve.log
 

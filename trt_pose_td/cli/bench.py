@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, List, cast
 
 from .. import bench
 from ..api import open_pipeline
@@ -47,12 +47,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-sizes", type=parse_int_list, default=None, metavar="N,N,...",
                    help="also report keypoint ms/person at these max batches (e.g. 1,4,8,16,32)")
     p.add_argument("--json", default=None, metavar="FILE", help="write results as JSON")
+    p.add_argument("--video", nargs="?", const="vtest", default=None, metavar="FILE",
+                   help="tracking bench instead: on this video (bare --video: OpenCV's vtest.avi "
+                        "from the mirror or Debian's opencv-doc) run every --det-every K "
+                        "interleaved frame by frame and report FPS, agreement with every-frame "
+                        "detection, fragmentation, jitter and smoothing lag (docs/tracking.md); "
+                        "--max-frames limits the frames")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="with --video: draw FPS and agreement against K (default: next to "
+                        "--json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    add_pipeline_args(p)
+    add_pipeline_args(p, det_every_list=True)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    ks = sorted(set(args.det_every))
+    # the benchmarks measure the pipeline itself; the tracking bench wraps it per K
+    args.det_every, args.track, args.smooth = 1, False, False
+    if args.video is not None:
+        return run_tracking(args, ks)
+    if ks != [1]:
+        raise ConfigError("--det-every K,K,... compares skip-frame detection on a video: add "
+                          "--video FILE (or a bare --video for vtest.avi)")
     cfg = config_from_args(args)
     if args.json:
         check_output_file(Path(args.json), "--json")  # before the benchmark, not after it
@@ -137,4 +154,45 @@ def run_gpu(args: argparse.Namespace, cfg: PipelineConfig, pipeline: Any, frames
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(doc, indent=1))
         print(f"\nwrote {args.json}")
+    return 0
+
+
+def run_tracking(args: argparse.Namespace, ks: List[int]) -> int:
+    """``--video``: the tracking bench (table, JSON, PNG) for every K of ``ks``."""
+    from .. import track_bench
+    from ..assets import mirror_dir, vtest_path
+    from ..io.sources import VideoSource
+
+    for path in (args.json, args.plot):
+        if path:
+            check_output_file(Path(path), "--json / --plot")
+    video = str(vtest_path()) if args.video == "vtest" else args.video
+    if 1 not in ks:
+        ks = [1] + ks  # every-frame detection is the reference
+    with VideoSource(video) as source:
+        fps = float(source.fps or 10.0)
+    frames = track_bench.read_video(video, args.max_frames or None)
+    if len(frames) < 3:
+        raise ConfigError(f"{video} has {len(frames)} frame(s): the tracking bench needs 3")
+    mirror = mirror_dir()
+    mot = mirror / "crowd" / "MOT17" if mirror else None
+    mot_dirs = sorted(d for d in mot.iterdir() if (d / "gt" / "gt.txt").is_file()) \
+        if mot is not None and mot.is_dir() else []
+    cfg = config_from_args(args)
+    with open_pipeline(cfg, progress=not args.quiet) as pipeline:
+        report = track_bench.tracking_report(pipeline, frames, ks, fps,
+                                             min(50, len(frames)), mot_dirs)
+    report.update(video=video, config=cfg.as_dict(), machine=bench.machine_info())
+    print(f"{len(frames)} frames of {Path(video).name} at {fps:g} fps; {cfg.backend}, "
+          f"{cfg.detector} + {cfg.pose}")
+    print(track_bench.format_report(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    png = args.plot or (str(Path(args.json).with_suffix(".png")) if args.json else None)
+    if png:
+        track_bench.plot(report, png, f"{Path(video).name}, first {len(frames)} frames "
+                                      f"({cfg.backend})")
+        print(f"wrote {png}")
     return 0

@@ -75,8 +75,9 @@ def parse_int_list(text: str) -> List[int]:
     return values
 
 
-def add_pipeline_args(p: argparse.ArgumentParser) -> None:
-    """Model selection and tuning flags (defaults = :class:`PipelineConfig`)."""
+def add_pipeline_args(p: argparse.ArgumentParser, det_every_list: bool = False) -> None:
+    """Model selection and tuning flags (defaults = :class:`PipelineConfig`); ``det_every_list``:
+    ``--det-every`` takes K,K,... (the tracking bench compares several)."""
     d = PipelineConfig()
     dets = ", ".join(n for n, s in REGISTRY.items() if s.task == "detector")
     poses = ", ".join(n for n, s in REGISTRY.items() if s.task == "pose")
@@ -126,6 +127,23 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--flip", action="store_true",
                    help="flip test-time augmentation: also run the mirrored crops and average "
                         "(2x keypoint-model cost; off by default)")
+    k = p.add_argument_group("tracking (docs/tracking.md)")
+    k.add_argument("--track", action="store_true",
+                   help="give every person a track_id that stays while they are in view "
+                        "(ByteTrack-style IoU + OKS association, Kalman motion)")
+    det_help = ("run the detector every K-th frame and follow the tracks by their keypoints "
+                "in between (implies --track; K=5: 2x the FPS on CPU, median OKS 0.99 vs every "
+                "frame) (default: %(default)s)")
+    if det_every_list:
+        k.add_argument("--det-every", type=parse_int_list, default=[d.det_every],
+                       metavar="K,K,...", help="with --video: compare these K (e.g. 1,3,5,10; "
+                       "K=1, every frame, is the reference)")
+    else:
+        k.add_argument("--det-every", type=positive_int, default=d.det_every, metavar="K",
+                       help=det_help)
+    k.add_argument("--smooth", action="store_true",
+                   help="one-euro filter on each track's keypoints (implies --track; halves the "
+                        "frame-to-frame jitter; keypoints_raw keeps the unfiltered ones)")
     t.add_argument("--recrop", action="store_true",
                    help="pose-guided re-crop: run the keypoint model again on the box around "
                         "each person's confident keypoints (+2 AP on COCO, about 1.5x the "
