@@ -5,7 +5,9 @@ batch size may differ), and the batch composition must show the shared runs."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import replace
 from typing import Dict, List, Mapping
 
 import numpy as np
@@ -15,6 +17,7 @@ from trt_pose_td.api import open_pipeline
 from trt_pose_td.engines import Engine
 from trt_pose_td.engines.base import TensorSpec
 from trt_pose_td.gpu_slots import per_frame_batch
+from trt_pose_td.io.inputs import as_frames
 from trt_pose_td.io.sources import read_image
 from trt_pose_td.pipeline import CpuPipeline
 from trt_pose_td.stages import Detector
@@ -156,3 +159,27 @@ def test_empty_frame_and_no_frames(pipeline, cameras):
     assert len(results[0].poses) == 0 and len(results[1].poses) > 0
     assert results[0].batch is not None and results[0].batch.persons[0] == 0
     assert pipeline.batch([]) == []
+
+
+@pytest.mark.parametrize("det_every", [1, 2])
+def test_tracked_batch_keeps_one_tracker_per_camera(sample_clip, det_every):
+    """Two cameras through TrackedPipeline.batch: each camera's track ids and keypoints equal
+    those of a tracked pipeline that sees only that camera (ids are per camera); det_every 2
+    runs the frames one after another through their camera's tracker."""
+    pytest.importorskip("scipy")
+    frames = list(itertools.islice(as_frames(str(sample_clip)), 3))
+    cams = {"a": [replace(f, camera="a") for f in frames],
+            "b": [replace(f, camera="b", image=cv2.flip(f.image, 1)) for f in frames]}
+    options = dict(track=True, det_every=det_every, max_persons=6)
+    with open_pipeline(**options) as p:
+        ticks = [p.batch([a, b]) for a, b in zip(cams["a"], cams["b"])]
+        assert ticks[1][0].batch is not None
+        assert ticks[1][0].batch.detector_calls == (1 if det_every == 1 else 0)  # both frames
+    for i, own in enumerate(cams.values()):
+        with open_pipeline(**options) as q:
+            alone = [q(f) for f in own]
+        for tick, want in zip(ticks, alone):
+            got = tick[i].poses
+            assert got.track_ids is not None and len(got) == len(want.poses) > 0
+            np.testing.assert_array_equal(got.track_ids, want.poses.track_ids)
+            np.testing.assert_allclose(got.keypoints, want.poses.keypoints, atol=TOLERANCE)
