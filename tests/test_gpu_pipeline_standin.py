@@ -235,6 +235,23 @@ def test_stream_overlaps_and_equals_one_frame_at_a_time(models, machine, clip, c
     assert moved > 1.0, "the frames are too alike to show the order"
 
 
+def test_batch_is_one_frame_after_another_with_the_same_results(models, machine, clip,
+                                                                  clip_singles):
+    """GpuPipeline.batch (for now one __call__ per frame: gpu_slots.per_frame_batch): the
+    per-frame poses, in order, and a BatchInfo saying how it ran (one detector run and 3
+    persons in one keypoint run per frame; no batch across the frames yet)."""
+    with opened(models, machine, max_persons=3, params=_few(models, 3)) as gpu:
+        results = gpu.batch(clip)
+        assert gpu._det.submitted == 3
+    assert [r.frame.index for r in results] == [f.index for f in clip]
+    for result, single in zip(results, clip_singles):
+        assert_same_poses(single, result.poses)
+    info = results[0].batch
+    assert info is not None and all(r.batch is info for r in results)
+    assert info.persons == [3, 3, 3] and info.detector_calls == 3
+    assert info.keypoint_batches == [3, 3, 3]
+
+
 def test_stream_drains_the_frame_in_flight_when_the_source_fails(models, machine, clip,
                                                                  clip_singles):
     def source():

@@ -45,6 +45,10 @@ def test_frame_result_json_schema():
     r = FrameResult(Frame(np.zeros((2, 2, 3), np.uint8), 7, 1.5, "a.jpg"), Poses.empty(), times)
     assert r.to_dict() == {"frame": 7, "source": "a.jpg", "timestamp": 1.5, "persons": []}
     assert r.to_json() == '{"frame":7,"source":"a.jpg","timestamp":1.5,"persons":[]}'
+    tagged = FrameResult(Frame(np.zeros((2, 2, 3), np.uint8), 7, 1.5, "a.jpg", "door"),
+                         Poses.empty(), times)
+    assert list(tagged.to_dict()) == ["frame", "source", "camera", "timestamp", "persons"]
+    assert tagged.to_dict()["camera"] == "door"
 
 
 def test_keypoints_as_one_array_match_the_json():

@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Protocol, Tuple, TypedDict, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    TypedDict,
+    Union,
+)
 
 import numpy as np
 
@@ -31,8 +43,12 @@ class Pipeline(Protocol):
     ``pipeline(image, detections=None)``: poses of one frame (a :class:`~.types.Frame`, an
     (H, W, 3) uint8 BGR array or an image path); given ``detections`` (boxes in frame pixels)
     replace the detector. ``pipeline.stream(source)``: results in frame order for a path, URI
-    or iterable of frames/arrays; implementations may overlap frames internally. ``close()``
-    releases the engines (also on leaving a ``with`` block).
+    or iterable of frames/arrays; implementations may overlap frames internally.
+    ``pipeline.batch(frames, detections=None)``: several frames (one per camera) at once, results
+    in the order given, each with a shared :class:`~.types.BatchInfo` (persons per frame, run
+    sizes); the CPU pipeline runs one detector batch and ONE keypoint batch across the frames,
+    the GPU pipeline (for now) one frame after another. ``close()`` releases the engines (also
+    on leaving a ``with`` block).
     """
 
     #: ``onnxruntime`` or ``tensorrt``: which engines run.
@@ -42,6 +58,10 @@ class Pipeline(Protocol):
                  ) -> FrameResult: ...
 
     def stream(self, frames: Any) -> Iterator[FrameResult]: ...
+
+    def batch(self, images: Sequence[Any],
+              detections: Optional[Sequence[Optional[Detections]]] = None
+              ) -> List[FrameResult]: ...
 
     def close(self) -> None: ...
 

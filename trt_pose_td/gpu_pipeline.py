@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
 from . import geometry
 from .decode import KEYPOINT_DECODERS
 from .errors import ConfigError, EngineError, TrtPoseError
-from .gpu_slots import FrameSlot, PoseJob
+from .gpu_slots import FrameSlot, PoseJob, per_frame_batch
 from .io.inputs import ImageLike, as_frame, as_frames
 from .plan import Plan
 from .stages import Detector, PoseEstimator
@@ -310,6 +310,12 @@ class GpuPipeline:
         poses = self._finish_pose(self._submit_pose(slot, dets)) if len(dets) else Poses.empty()
         slot.times["total"] = (time.perf_counter() - slot.t0) * 1e3
         return FrameResult(frame, poses, slot.times)
+
+    def batch(self, images: Sequence[ImageLike],
+              detections: Optional[Sequence[Optional[Detections]]] = None) -> List[FrameResult]:
+        """Several frames (cameras): for now one :meth:`__call__` per frame, not yet one
+        detector batch and one keypoint batch across them as on the CPU (``gpu_slots``)."""
+        return per_frame_batch(self, images, detections, self.pose.max_batch)
 
     def stream(self, frames: Any) -> Iterator[FrameResult]:
         """Results in frame order, frame t+1's upload + detection (detector stream) overlapping

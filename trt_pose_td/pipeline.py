@@ -4,15 +4,16 @@ chunk, on ONNX Runtime (or any :class:`~.engines.Engine`).
 :class:`CpuPipeline` and :class:`~.gpu_pipeline.GpuPipeline` satisfy one protocol
 (:class:`trt_pose_td.api.Pipeline`): ``pipeline(frame, detections=None) -> FrameResult`` for one
 frame, ``pipeline.stream(frames) -> Iterator[FrameResult]`` for a sequence (what ``run``,
-``serve``, ``eval`` and ``bench`` use), ``close()``. :func:`trt_pose_td.api.open_pipeline` is the
-only code that builds either.
+``serve``, ``eval`` and ``bench`` use), ``pipeline.batch(frames) -> List[FrameResult]`` for
+several cameras' frames at once (one keypoint batch across them), ``close()``.
+:func:`trt_pose_td.api.open_pipeline` is the only code that builds either.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
 
 from .config_checks import expected_models
 from .engines import load_engine
@@ -20,7 +21,7 @@ from .engines.base import check_pair
 from .io.inputs import ImageLike, as_frame, as_frames
 from .plan import Plan
 from .stages import Detector, PoseEstimator, make_preprocessor
-from .types import Detections, Frame, FrameResult, StageTimes
+from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,43 @@ class CpuPipeline:
         poses = self.pose(frame, detections, times)
         times["total"] = (time.perf_counter() - t0) * 1e3
         return FrameResult(frame, poses, times)
+
+    def batch(self, images: Sequence[ImageLike],
+              detections: Optional[Sequence[Optional[Detections]]] = None) -> List[FrameResult]:
+        """Poses of several frames (cameras) at once, equal to one call per frame up to ONNX
+        Runtime's float rounding for other batch sizes: the detector on all frames needing it
+        (one run for a dynamic-batch detector such as the default raw-head RTMDet; a static
+        one loops), then every person of every frame cropped into ONE keypoint batch (chunked
+        by ``max_batch``) and the results split back, in the order given.
+
+        ``detections[i]`` (boxes in frame i's pixels, or None) replaces the detector for frame
+        i. Each result's ``times`` holds that frame's own warps and decodes plus its share of
+        the shared runs (its persons' share of a keypoint chunk), so the frames' times add up
+        to the batch's cost; ``"total"`` is the wall time of the whole call. Every result's
+        ``batch`` is one :class:`~.types.BatchInfo` (persons per frame, run sizes)."""
+        frames = [as_frame(image) for image in images]
+        given: List[Optional[Detections]] = (list(detections) if detections is not None
+                                             else [None] * len(frames))
+        if len(given) != len(frames):
+            raise ValueError(f"{len(frames)} frames but {len(given)} detections")
+        t0 = time.perf_counter()
+        times = [StageTimes() for _ in frames]
+        info = BatchInfo([0] * len(frames))
+        todo = [i for i, d in enumerate(given) if d is None]
+        if todo:
+            det_calls: List[int] = []
+            found = self.detector.detect_many([frames[i] for i in todo],
+                                              [times[i] for i in todo], det_calls)
+            for i, d in zip(todo, found):
+                given[i] = d
+            info.detector_calls = len(det_calls)
+        dets = [d if d is not None else Detections.empty() for d in given]
+        poses = self.pose.call_many(frames, dets, times, info.keypoint_batches)
+        info.persons = [len(p) for p in poses]
+        info.ms = (time.perf_counter() - t0) * 1e3
+        for t in times:
+            t["total"] = info.ms
+        return [FrameResult(f, p, t, info) for f, p, t in zip(frames, poses, times)]
 
     def stream(self, frames: Union[Iterable[Frame], Any]) -> Iterator[FrameResult]:
         """Results in frame order, one per frame. Sequential: on this 2-core CPU, running frame

@@ -9,7 +9,7 @@ their host-side parts (crop affines, detector decoding) around its kernels.
 from __future__ import annotations
 
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .engines import Engine, check_contract
 from .errors import ConfigError
 from .models import ModelSpec
 from .preprocess import CpuPreprocessor, Preprocessor, warp_with
-from .skeleton import flip_permutation
+from .skeleton import NUM_KEYPOINTS, flip_permutation
 from .types import Detections, Frame, Poses, StageTimes
 
 
@@ -61,14 +61,35 @@ class Detector:
         return geometry.resize_affine((frame.width, frame.height), p.input_size, p.resize)
 
     def __call__(self, frame: Frame, times: Optional[StageTimes] = None) -> Detections:
-        timer = Timer(times)
-        with timer("det_pre"):
-            m = self.input_affine(frame)
-            blob = warp_with(self.pre, frame.image, m[None], self.spec.preprocess)
-        with timer("det_infer"):
-            out = self.engine.infer({self.spec.input_name: blob.astype(self._dtype, copy=False)})
-        with timer("det_post"):
-            return self.postprocess(out, m, frame)
+        return self.detect_many([frame], [times])[0]
+
+    def detect_many(self, frames: Sequence[Frame], times: Sequence[Optional[StageTimes]],
+                    calls: Optional[List[int]] = None) -> List[Detections]:
+        """Boxes of each frame: every frame letterboxed to the one input size, the engine run
+        on chunks of its batch limit (one run for a dynamic batch, one per frame for a static
+        batch-1 graph), each item decoded on its own. ``times[i]`` gets frame i's own warp and
+        decode and its share of each run; ``calls`` (if given) gets each run's batch size."""
+        affines, blobs = [], []
+        for frame, t in zip(frames, times):
+            with Timer(t)("det_pre"):
+                m = self.input_affine(frame)
+                blobs.append(warp_with(self.pre, frame.image, m[None], self.spec.preprocess))
+                affines.append(m)
+        blob = np.concatenate(blobs).astype(self._dtype, copy=False)
+        step = self.engine.max_batch or len(frames)
+        found: List[Detections] = []
+        for start in range(0, len(frames), step):
+            stop = min(start + step, len(frames))
+            t0 = time.perf_counter()
+            out = self.engine.infer({self.spec.input_name: blob[start:stop]})
+            share_times(times[start:stop], "det_infer", t0, [1] * (stop - start))
+            if calls is not None:
+                calls.append(stop - start)
+            for i in range(start, stop):
+                with Timer(times[i])("det_post"):
+                    item = {name: value[i - start:i - start + 1] for name, value in out.items()}
+                    found.append(self.postprocess(item, affines[i], frames[i]))
+        return found
 
     def postprocess(self, outputs: Dict[str, np.ndarray], m: np.ndarray, frame: Frame
                     ) -> Detections:
@@ -130,55 +151,125 @@ class PoseEstimator:
 
     def __call__(self, frame: Frame, detections: Detections,
                  times: Optional[StageTimes] = None) -> Poses:
-        if len(detections) == 0:
-            return Poses.empty()
-        keypoints, scores = self.estimate(frame, detections.boxes, times)
-        if self.recrop:
-            self._recrop(frame, detections.boxes, keypoints, scores, times)
-        return Poses(keypoints, scores, detections.boxes, detections.scores)
+        return self.call_many([frame], [detections], [times])[0]
 
-    def _recrop(self, frame: Frame, boxes: np.ndarray, keypoints: np.ndarray,
-                scores: np.ndarray, times: Optional[StageTimes]) -> None:
+    def call_many(self, frames: Sequence[Frame], detections: Sequence[Detections],
+                  times: Sequence[Optional[StageTimes]], calls: Optional[List[int]] = None
+                  ) -> List[Poses]:
+        """Poses of every frame from its boxes, every person of every frame in one keypoint
+        batch (chunked by ``max_batch``); ``calls`` (if given) gets each run's batch size."""
+        boxes = [d.boxes for d in detections]
+        found = self.estimate_many(frames, boxes, times, calls)
+        if self.recrop:
+            self._recrop(frames, boxes, found, times, calls)
+        return [Poses(k, s, d.boxes, d.scores) if len(d) else Poses.empty()
+                for (k, s), d in zip(found, detections)]
+
+    def _recrop(self, frames: Sequence[Frame], boxes: Sequence[np.ndarray],
+                found: List[Tuple[np.ndarray, np.ndarray]],
+                times: Sequence[Optional[StageTimes]], calls: Optional[List[int]]) -> None:
         """Pose-guided re-crop, in place: every person with enough confident keypoints runs again
         on the box around them (:func:`.geometry.keypoint_boxes`), which frames the body better
-        than a nano detector's box; the second pass replaces the first."""
-        kboxes, usable = geometry.keypoint_boxes(keypoints, scores)
-        # a pose squeezed into a corner of its box (< 1/5 of its size) is no better framing
-        side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-        kside = np.maximum(kboxes[:, 2] - kboxes[:, 0], kboxes[:, 3] - kboxes[:, 1])
-        redo = np.flatnonzero(usable & (kside >= 0.2 * side))
-        if len(redo):
-            keypoints[redo], scores[redo] = self.estimate(frame, kboxes[redo], times)
+        than a nano detector's box; the second pass (one batch over all frames) replaces the
+        first."""
+        redo, kboxes = [], []
+        for (keypoints, scores), b in zip(found, boxes):
+            kb, usable = geometry.keypoint_boxes(keypoints, scores)
+            # a pose squeezed into a corner of its box (< 1/5 of its size) is no better framing
+            side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+            kside = np.maximum(kb[:, 2] - kb[:, 0], kb[:, 3] - kb[:, 1])
+            redo.append(np.flatnonzero(usable & (kside >= 0.2 * side)))
+            kboxes.append(kb[redo[-1]])
+        if not any(len(r) for r in redo):
+            return
+        again = self.estimate_many(frames, kboxes, times, calls)
+        for (keypoints, scores), r, (k, s) in zip(found, redo, again):
+            keypoints[r], scores[r] = k, s
 
     def estimate(self, frame: Frame, boxes: np.ndarray, times: Optional[StageTimes] = None
                  ) -> Tuple[np.ndarray, np.ndarray]:
         """Keypoints (N, 17, 2) float32 (pixels, original frame) and scores (N, 17) for person
         boxes (N, 4): one batched warp, the model in chunks of ``max_batch``, decoding."""
-        timer = Timer(times)
-        with timer("crop"):
-            affines = self.crop_affines(boxes)
-            crops = warp_with(self.pre, frame.image, affines, self.spec.preprocess)
-            crops = crops.astype(self._dtype, copy=False)
-            if self.flip:
-                mirrored = warp_with(self.pre, frame.image,
-                                     geometry.mirror_affines(affines, self.spec.preprocess
-                                                             .input_size[0]),
-                                     self.spec.preprocess).astype(self._dtype, copy=False)
+        return self.estimate_many([frame], [boxes], [times])[0]
+
+    def estimate_many(self, frames: Sequence[Frame], boxes: Sequence[np.ndarray],
+                      times: Sequence[Optional[StageTimes]], calls: Optional[List[int]] = None
+                      ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """:meth:`estimate` for several frames at once: each frame's crops warped from its own
+        image, then the crops of all frames run through the model as one batch in chunks of
+        ``max_batch`` and split back. Per frame: keypoints (N_i, 17, 2) float32 (pixels, that
+        frame) and scores (N_i, 17). ``times[i]`` gets frame i's warp and its share of each
+        chunk (by persons); ``calls`` (if given) gets each chunk's size."""
+        counts = [len(b) for b in boxes]
+        affines, crops, mirrored = [], [], []
+        for frame, b, t in zip(frames, boxes, times):
+            if len(b):
+                with Timer(t)("crop"):
+                    affines.append(self.crop_affines(b))
+                    crops.append(self._warp(frame, affines[-1]))
+                    if self.flip:
+                        mirrored.append(self._warp(frame, geometry.mirror_affines(
+                            affines[-1], self.spec.preprocess.input_size[0])))
+        if not crops:
+            return [_no_keypoints() for _ in frames]
+        owner = np.repeat(np.arange(len(frames)), counts)
+        batch = np.concatenate(crops)
+        flipped = np.concatenate(mirrored) if self.flip else None
         kpts, scores = [], []
-        for start in range(0, len(crops), self.max_batch):
+        for start in range(0, len(batch), self.max_batch):
             chunk = slice(start, start + self.max_batch)
-            with timer("pose_infer"):
-                named = self._infer_roles(crops[chunk])
-                if self.flip:
-                    named = self._flip_averaged(named, self._infer_roles(mirrored[chunk]))
-            with timer("pose_post"):
-                k, s = self._decode_roles(named)
+            sizes = np.bincount(owner[chunk], minlength=len(frames))
+            t0 = time.perf_counter()
+            named = self._infer_roles(batch[chunk])
+            if flipped is not None:
+                named = self._flip_averaged(named, self._infer_roles(flipped[chunk]))
+            share_times(times, "pose_infer", t0, sizes)
+            if calls is not None:
+                calls.append(len(batch[chunk]))
+            t0 = time.perf_counter()
+            k, s = self._decode_roles(named)
+            share_times(times, "pose_post", t0, sizes)
             kpts.append(k)
             scores.append(s)
-        with timer("pose_post"):
-            keypoints = geometry.apply_affines(np.concatenate(kpts),
-                                               geometry.invert_affines(affines))
-        return keypoints, np.concatenate(scores)
+        return self._split(np.concatenate(kpts), np.concatenate(scores), counts, affines, times)
+
+    def _warp(self, frame: Frame, affines: np.ndarray) -> np.ndarray:
+        crops = warp_with(self.pre, frame.image, affines, self.spec.preprocess)
+        return crops.astype(self._dtype, copy=False)
+
+    @staticmethod
+    def _split(kpts: np.ndarray, scores: np.ndarray, counts: Sequence[int],
+               affines: List[np.ndarray], times: Sequence[Optional[StageTimes]]
+               ) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """Crop-frame keypoints of all frames -> per frame, mapped back to that frame."""
+        out, start, used = [], 0, iter(affines)
+        for n, t in zip(counts, times):
+            if not n:
+                out.append(_no_keypoints())
+                continue
+            with Timer(t)("pose_post"):
+                back = geometry.invert_affines(next(used))
+                out.append((geometry.apply_affines(kpts[start:start + n], back),
+                            scores[start:start + n]))
+            start += n
+        return out
+
+
+def _no_keypoints() -> Tuple[np.ndarray, np.ndarray]:
+    return (np.zeros((0, NUM_KEYPOINTS, 2), np.float32),
+            np.zeros((0, NUM_KEYPOINTS), np.float32))
+
+
+def share_times(times: Sequence[Optional[StageTimes]], stage: str, t0: float,
+                weights: Union[Sequence[int], np.ndarray]) -> None:
+    """Split the milliseconds since ``t0`` (perf_counter) among ``times`` by ``weights`` (a
+    frame's persons in a shared keypoint chunk, 1 each in a detector run), so the frames' stage
+    times of one batch add up to its cost."""
+    ms = (time.perf_counter() - t0) * 1e3
+    total = float(sum(weights))
+    for t, w in zip(times, weights):
+        if t is not None and w:
+            t.add(stage, float(ms * w / total))
 
 
 def make_preprocessor(name: str) -> Preprocessor:

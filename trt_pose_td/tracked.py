@@ -16,10 +16,11 @@ smoothed keypoints — with the same ``__call__`` / ``stream`` protocol.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .gpu_slots import per_frame_batch
 from .io.inputs import ImageLike, as_frame, as_frames
 from .tracking import PoseTracker, TrackerConfig
 from .types import Detections, Frame, FrameResult, StageTimes
@@ -31,33 +32,66 @@ class TrackedPipeline:
     def __init__(self, inner: Any, config: TrackerConfig = TrackerConfig()) -> None:
         self.inner = inner
         self.tracker = PoseTracker(config)
+        self._trackers: Dict[str, PoseTracker] = {}  # per camera, for batch()
         self.backend: str = str(inner.backend)
 
     def __call__(self, image: ImageLike, detections: Optional[Detections] = None
                  ) -> FrameResult:
         """The next frame of a sequence: detection or keypoints-only as the schedule says
         (given ``detections`` always count as a detection frame)."""
-        frame = as_frame(image)
-        active = sum(tr.active for tr in self.tracker.tracks)
-        if detections is not None or self.tracker.schedule.due(active):
-            return self._associate(self.inner(frame, detections))
-        return self._follow(frame)
+        return self._step(self.tracker, as_frame(image), detections)
+
+    def batch(self, images: Sequence[ImageLike],
+              detections: Optional[Sequence[Optional[Detections]]] = None
+              ) -> List[FrameResult]:
+        """Several cameras' frames at once (``inner.batch``: one detector and one keypoint batch
+        across them), each camera (``Frame.camera``; "" is :attr:`tracker`) with its own
+        tracker, so track ids are per camera. With ``det_every`` > 1 the frames go one after
+        another through their camera's tracker instead (a frame without detection needs its
+        camera's previous frame first): no batch across cameras then."""
+        frames = [as_frame(image) for image in images]
+        if self.tracker.config.det_every == 1:
+            return [self._associate(r, self.tracker_of(r.frame.camera))
+                    for r in self.inner.batch(frames, detections)]
+        before = self._detections_run()
+        results = per_frame_batch(lambda f, d: self._step(self.tracker_of(f.camera), f, d),
+                                  frames, detections, self.inner.pose.max_batch)
+        if results and results[0].batch is not None:  # frames that only followed their tracks
+            results[0].batch.detector_calls = self._detections_run() - before
+        return results
+
+    def _detections_run(self) -> int:
+        return sum(t.detections_run for t in (self.tracker, *self._trackers.values()))
+
+    def tracker_of(self, camera: str) -> PoseTracker:
+        """The tracker of ``camera`` (created on its first frame; "" is :attr:`tracker`)."""
+        if not camera:
+            return self.tracker
+        return self._trackers.setdefault(camera, PoseTracker(self.tracker.config))
+
+    def _step(self, tracker: PoseTracker, frame: Frame, detections: Optional[Detections]
+              ) -> FrameResult:
+        active = sum(tr.active for tr in tracker.tracks)
+        if detections is not None or tracker.schedule.due(active):
+            return self._associate(self.inner(frame, detections), tracker)
+        return self._follow(frame, tracker)
 
     def stream(self, frames: Any) -> Iterator[FrameResult]:
         """Tracked results in frame order (see the module docstring for what overlaps)."""
         if self.tracker.config.det_every == 1:
             for result in self.inner.stream(frames):
-                yield self._associate(result)
+                yield self._associate(result, self.tracker)
             return
         for frame in as_frames(frames):
             yield self(frame)
 
-    def _associate(self, result: FrameResult) -> FrameResult:
-        self.tracker.detections_run += 1
-        poses = self.tracker.update(result.poses, result.frame.timestamp)
-        return FrameResult(result.frame, poses, result.times)
+    @staticmethod
+    def _associate(result: FrameResult, tracker: PoseTracker) -> FrameResult:
+        tracker.detections_run += 1
+        poses = tracker.update(result.poses, result.frame.timestamp)
+        return FrameResult(result.frame, poses, result.times, result.batch)
 
-    def _follow(self, frame: Frame) -> FrameResult:
+    def _follow(self, frame: Frame, tracker: PoseTracker) -> FrameResult:
         times = StageTimes()
         t0 = time.perf_counter()
 
@@ -69,7 +103,7 @@ class TrackedPipeline:
                     times.add(stage, ms)
             return result.poses.keypoints, result.poses.keypoint_scores
 
-        poses = self.tracker.follow(frame, estimate)
+        poses = tracker.follow(frame, estimate)
         times["total"] = (time.perf_counter() - t0) * 1e3
         return FrameResult(frame, poses, times)
 

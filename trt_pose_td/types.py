@@ -29,12 +29,14 @@ def _as(a: object, dtype: type, shape_tail: tuple, name: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Frame:
-    """One input image: (H, W, 3) uint8 BGR, its index in the source and capture time (s)."""
+    """One input image: (H, W, 3) uint8 BGR, its index in the source and capture time (s);
+    ``camera``: the name of the camera it came from in a multi-camera service ("" otherwise)."""
 
     image: np.ndarray
     index: int = 0
     timestamp: float = field(default_factory=time.time)
     source: str = ""
+    camera: str = ""
 
     def __post_init__(self) -> None:
         img = self.image
@@ -211,23 +213,52 @@ class StageTimes(Dict[str, float]):
 
 
 @dataclass
+class BatchInfo:
+    """How one ``pipeline.batch(frames)`` call ran, shared by the results of its frames.
+
+    persons: persons per frame, in the order of the frames given; detector_calls: detector
+    engine runs (1 for a dynamic-batch detector, one per frame for a static one);
+    keypoint_batches: the batch size of every keypoint engine run, in order (a flip run counts
+    once; a pose-guided re-crop pass adds its own runs); ms: wall time of the whole call.
+    """
+
+    persons: List[int]
+    detector_calls: int = 0
+    keypoint_batches: List[int] = field(default_factory=list)
+    ms: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        return len(self.persons)
+
+    def as_dict(self) -> dict:
+        """JSON-ready: ``{"frames", "persons", "detector_calls", "keypoint_batches", "ms"}``."""
+        return {"frames": self.frames, "persons": list(self.persons),
+                "detector_calls": self.detector_calls,
+                "keypoint_batches": list(self.keypoint_batches), "ms": round(self.ms, 3)}
+
+
+@dataclass
 class FrameResult:
-    """What the pipeline returns for one frame."""
+    """What the pipeline returns for one frame. ``batch``: set by ``pipeline.batch(frames)``
+    (the same :class:`BatchInfo` object for every frame of that call), None otherwise."""
 
     frame: Frame
     poses: Poses
     times: StageTimes
+    batch: Optional[BatchInfo] = None
 
     def to_dict(self) -> dict:
-        """The ``poses.jsonl`` object: ``{"frame", "source", "timestamp", "persons": [{"box":
-        [x1, y1, x2, y2], "score", "keypoints": [[x, y, score] x 17]}]}`` (pixels, original
-        frame; coordinates rounded to 0.01 px, scores to 1e-4)."""
-        return {
-            "frame": self.frame.index,
-            "source": redact(self.frame.source),  # never a camera password
-            "timestamp": round(self.frame.timestamp, 6),
-            "persons": self.poses.to_list(),
-        }
+        """The ``poses.jsonl`` object: ``{"frame", "source", "camera" (only when the frame has
+        one), "timestamp", "persons": [{"box": [x1, y1, x2, y2], "score", "keypoints": [[x, y,
+        score] x 17]}]}`` (pixels, original frame; coordinates rounded to 0.01 px, scores to
+        1e-4)."""
+        doc: dict = {"frame": self.frame.index,
+                     "source": redact(self.frame.source)}  # never a camera password
+        if self.frame.camera:
+            doc["camera"] = self.frame.camera
+        doc.update(timestamp=round(self.frame.timestamp, 6), persons=self.poses.to_list())
+        return doc
 
     def to_json(self) -> str:
         """:meth:`to_dict` as one compact JSON line (no newline): a ``poses.jsonl`` line. NaN is

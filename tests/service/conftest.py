@@ -6,7 +6,7 @@ from typing import List
 
 import pytest
 
-from tests.service.helpers import Serve
+from tests.service.helpers import Broker, Serve
 
 
 @pytest.fixture
@@ -18,3 +18,11 @@ def procs():
         if p.proc.poll() is None:
             p.proc.kill()
             p.proc.wait()
+
+
+@pytest.fixture
+def broker():
+    """A real mosquitto on a free loopback port (skips without mosquitto)."""
+    b = Broker().start()
+    yield b
+    b.stop()

@@ -14,7 +14,6 @@ import pytest
 from tests.service.helpers import (
     REPO,
     RUN_KEYS,
-    Broker,
     MjpegCamera,
     NotifySocket,
     Serve,
@@ -28,13 +27,6 @@ from tests.service.helpers import (
 pytest.importorskip("onnxruntime")
 pytest.importorskip("paho.mqtt.client")
 cv2 = pytest.importorskip("cv2")
-
-@pytest.fixture
-def broker():
-    b = Broker().start()
-    yield b
-    b.stop()
-
 
 @pytest.mark.slow
 def test_serve_end_to_end_jsonl_mqtt_http_systemd_sigterm(service_clip, tmp_path, broker, procs):

@@ -13,6 +13,7 @@ from ..config import PipelineConfig
 from ..errors import ConfigError, SourceError
 from ..io.paths import check_output_file
 from ..service import config as svc_config
+from ..service.cameras import camera_sources
 from .common import add_pipeline_args, config_from_args, nonneg_int
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ a failing sink is retried without stalling inference, SIGTERM drains the sinks a
 
 Sources: csi://0 (Jetson CSI camera, needs OpenCV with GStreamer), v4l2:///dev/video0 or
 /dev/video0, rtsp://user:pass@host/path, http://host/mjpeg, a video file, folder or glob (--loop).
+Several cameras in one service: NAME=URI for each (serve door=rtsp://... yard=/dev/video0), or
+[[source]] tables with camera = "NAME" in the config: one detector batch and one keypoint batch
+across the cameras per tick, per-camera MQTT topics, metrics labels, /healthz verdicts, preview.
 
 Settings come from the TOML file (tables [service] [source] [pipeline] [jsonl] [mqtt] [http]; see
 docker/config.example.toml), then --set SECTION.KEY=VALUE, then the flags below. [pipeline] keys
@@ -63,9 +67,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                "  trt-pose-td serve --config /etc/trt-pose-td/config.toml\n"
                "  trt-pose-td serve /dev/video0 --mqtt localhost --http 8080\n"
                "  trt-pose-td serve clip.mp4 --loop --pose pp_tinypose_128x96 --jsonl out.jsonl\n"
+               "  trt-pose-td serve door=rtsp://cam1/stream yard=/dev/video0 --mqtt localhost\n"
                "  trt-pose-td serve --config c.toml --set mqtt.qos=1 --print-config")
-    p.add_argument("source", nargs="?", default=SUPPRESS, metavar="SOURCE",
-                   help="camera / stream URI or file (overrides [source] uri)")
+    p.add_argument("source", nargs="*", default=SUPPRESS, metavar="[NAME=]SOURCE",
+                   help="camera / stream URI or file (overrides [source] uri); NAME=URI for "
+                        "each of several cameras (overrides the config's cameras)")
     p.add_argument("--config", metavar="FILE", default=None,
                    help=f"TOML config (default: {DEFAULT_CONFIG} when it exists, else none)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -165,8 +171,6 @@ def flag_tables(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
         if key.startswith("cfg:"):
             section, name = key[4:].split(".", 1)
             out.setdefault(section, {})[name] = value
-    if getattr(args, "source", None) is not None:
-        out.setdefault("source", {})["uri"] = args.source
     if args.mqtt_addr is not None:
         host, port = args.mqtt_addr
         out.setdefault("mqtt", {})["host"] = host
@@ -180,6 +184,16 @@ def flag_tables(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
     return out
 
 
+def source_layer(args: argparse.Namespace) -> Dict[str, Any]:
+    """The positional sources as a config layer: ``{"source": [{"camera"?, "uri"}, ...]}``
+    (one bare URI: one table without a camera, i.e. a single ``[source]``)."""
+    given = getattr(args, "source", None)
+    if not given:
+        return {}
+    return {"source": [{"uri": uri} if name is None else {"camera": name, "uri": uri}
+                       for name, uri in camera_sources(given)]}
+
+
 def resolve(args: argparse.Namespace) -> svc_config.ServiceConfig:
     """Defaults < TOML file < --set < flags, validated."""
     path = args.config
@@ -187,8 +201,8 @@ def resolve(args: argparse.Namespace) -> svc_config.ServiceConfig:
         path = DEFAULT_CONFIG
     file_tables = svc_config.load_toml(path) if path else {}
     where = f"config {path}" if path else "config"
-    tables = svc_config.merge(file_tables, svc_config.parse_set(tuple(args.set)),
-                              flag_tables(args))
+    tables = svc_config.merge(file_tables, source_layer(args),
+                              svc_config.parse_set(tuple(args.set)), flag_tables(args))
     pipeline = pipeline_config(tables.get("pipeline", {}), args, where)
     return svc_config.build_config(tables, pipeline, where)
 
@@ -198,15 +212,17 @@ def check_device(cfg: svc_config.ServiceConfig) -> None:
     :class:`SourceError` naming how to pass it or another source."""
     from ..io.capture import is_live_uri, parse_live_uri
 
-    uri = cfg.source.uri
-    if not os.environ.get(CONTAINER_ENV) or not is_live_uri(uri):
+    if not os.environ.get(CONTAINER_ENV):
         return
-    kind, target = parse_live_uri(uri)
-    if kind == "v4l2" and not os.path.exists(target):
-        raise SourceError(
-            f"no camera at {target} in this container: pass it (docker run --device {target}) "
-            "or give another source after the image name (IMAGE rtsp://HOST/PATH, or "
-            "IMAGE /data/clip.mp4 --loop with -v DIR:/data:ro)")
+    for _, src in cfg.cameras():
+        if not is_live_uri(src.uri):
+            continue
+        kind, target = parse_live_uri(src.uri)
+        if kind == "v4l2" and not os.path.exists(target):
+            raise SourceError(
+                f"no camera at {target} in this container: pass it (docker run --device "
+                f"{target}) or give another source after the image name (IMAGE "
+                "rtsp://HOST/PATH, or IMAGE /data/clip.mp4 --loop with -v DIR:/data:ro)")
 
 
 def run(args: argparse.Namespace) -> int:

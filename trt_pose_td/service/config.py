@@ -15,12 +15,13 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar, Union, get_type_hints
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, Union, get_type_hints
 
 from ..config import PipelineConfig
 from ..errors import ConfigError
 from ..io.capture import CaptureOptions
 from ..io.uri import NETWORK_SCHEMES, has_credentials, redact, with_credentials
+from .cameras import check_cameras, merge_sources
 
 T = TypeVar("T")
 
@@ -32,7 +33,9 @@ class ServiceSection:
     service exits non-zero (systemd restarts it); drain_timeout_s: time sinks get at shutdown;
     status_interval_s: sd_notify STATUS / log cadence; max_frames: stop after N (0 = never);
     log_repeat_interval_s: a warning repeated within this interval (and OpenCV / FFmpeg's own
-    messages) is logged once, then once more with the count at the end of the interval."""
+    messages) is logged once, then once more with the count at the end of the interval;
+    healthy_when: with several cameras, /healthz answers 200 when "all" of them are healthy
+    (default) or when "any" is (its JSON body has every camera's verdict either way)."""
 
     camera: str = "camera0"
     stale_after_s: float = 10.0
@@ -41,6 +44,7 @@ class ServiceSection:
     status_interval_s: float = 10.0
     max_frames: int = 0
     log_repeat_interval_s: float = 60.0
+    healthy_when: str = "all"
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,11 @@ class SourceSection(CaptureOptions):
     loop: repeat a file source; username / password_file / password_env: credentials of an
     rtsp:// or http(s):// source kept out of the URI (the password read from that file, or that
     environment variable, at start); the rest: the live-capture settings of
-    :class:`~trt_pose_td.io.capture.CaptureOptions` (same keys)."""
+    :class:`~trt_pose_td.io.capture.CaptureOptions` (same keys). camera: the camera's name (in
+    ``[[source]]`` tables, one per camera; a single ``[source]`` uses ``[service] camera``)."""
 
     uri: str = ""
+    camera: str = ""
     loop: bool = False
     username: str = ""
     password_file: str = ""
@@ -125,6 +131,15 @@ class ServiceConfig:
     jsonl: JsonlSection = field(default_factory=JsonlSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     http: HttpSection = field(default_factory=HttpSection)
+    #: ``[[source]]`` tables / ``serve NAME=URI ...``: several cameras in one service (then
+    #: ``source`` is unused); empty for one camera (``[source]``).
+    sources: Tuple[SourceSection, ...] = ()
+
+    def cameras(self) -> List[Tuple[str, SourceSection]]:
+        """``(camera name, source)`` of every camera, in order (one for a single [source])."""
+        if self.sources:
+            return [(s.camera, s) for s in self.sources]
+        return [(self.source.camera or self.service.camera, self.source)]
 
     def as_dict(self, mask_secrets: bool = True) -> Dict[str, Any]:
         """JSON-ready; passwords replaced by "***" unless ``mask_secrets`` is False."""
@@ -132,7 +147,8 @@ class ServiceConfig:
         if mask_secrets:
             if out["mqtt"]["password"]:
                 out["mqtt"]["password"] = "***"
-            out["source"]["uri"] = redact(out["source"]["uri"])
+            for src in [out["source"], *out["sources"]]:
+                src["uri"] = redact(src["uri"])
         return out
 
 
@@ -184,11 +200,18 @@ def parse_set(items: Tuple[str, ...]) -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def merge(*layers: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
-    """Table-wise merge; later layers win key by key. Non-table top-level values are errors."""
-    out: Dict[str, Dict[str, Any]] = {}
+def merge(*layers: Mapping[str, Any]) -> Dict[str, Any]:
+    """Table-wise merge; later layers win key by key. Non-table top-level values are errors,
+    but for ``source``: a list of tables (``[[source]]``, ``serve NAME=URI ...``) replaces the
+    cameras so far (an earlier ``[source]`` table gives their defaults), and a later
+    ``[source]`` table (``--set source.loop=true``, ``--loop``) applies to every camera."""
+    out: Dict[str, Any] = {}
     for layer in layers:
         for section, table in layer.items():
+            if section == "source" and (isinstance(table, list) or
+                                        isinstance(out.get("source"), list)):
+                out["source"] = merge_sources(out.get("source", {}), table)
+                continue
             if not isinstance(table, Mapping):
                 raise ConfigError(f"top-level key {section!r} must be a [table]")
             out.setdefault(section, {}).update(
@@ -241,22 +264,22 @@ def _check(ok: bool, message: str) -> None:
 
 def validate(cfg: ServiceConfig, where: str = "config") -> None:
     """Value checks the types cannot express; one-line :class:`ConfigError`."""
-    s, src, m, h = cfg.service, cfg.source, cfg.mqtt, cfg.http
-    _check(bool(src.uri), f"{where}: no source: give one (trt-pose-td serve SOURCE) or set "
-                          "[source] uri")
+    s, m, h = cfg.service, cfg.mqtt, cfg.http
     _check(bool(s.camera) and not any(c in s.camera for c in "/#+"),
            f"{where} [service] camera must be a non-empty name without / # +, not {s.camera!r}")
+    _check(s.healthy_when in ("all", "any"),
+           f"{where} [service] healthy_when must be 'all' or 'any', not {s.healthy_when!r}")
+    _check(bool(cfg.sources) or bool(cfg.source.uri),
+           f"{where}: no source: give one (trt-pose-td serve SOURCE) or set [source] uri")
+    if cfg.sources:
+        check_cameras([c.camera for c in cfg.sources], f"{where} [[source]]")
+    for name, src in cfg.cameras():
+        _validate_source(src, f"{where} [source]" if not cfg.sources else
+                         f"{where} [[source]] {name}")
     for name in ("stale_after_s", "drain_timeout_s", "status_interval_s"):
         _check(getattr(s, name) > 0, f"{where} [service] {name} must be > 0")
     _check(s.max_consecutive_errors >= 1, f"{where} [service] max_consecutive_errors must be >= 1")
     _check(s.max_frames >= 0, f"{where} [service] max_frames must be >= 0")
-    _check(min(src.width, src.height, src.max_retries) >= 0 and src.fps >= 0,
-           f"{where} [source] width, height, fps and max_retries must be >= 0")
-    _check(0 <= src.flip <= 7, f"{where} [source] flip must be 0..7 (nvvidconv flip-method)")
-    _check(src.timeout_s > 0 and 0 < src.reconnect_min_s <= src.reconnect_max_s,
-           f"{where} [source] needs timeout_s > 0 and 0 < reconnect_min_s <= reconnect_max_s")
-    _check(src.rtsp_transport in ("tcp", "udp"), f"{where} [source] rtsp_transport must be "
-                                                 f"'tcp' or 'udp', not {src.rtsp_transport!r}")
     _check(m.qos in (0, 1, 2), f"{where} [mqtt] qos must be 0, 1 or 2, not {m.qos}")
     _check(1 <= m.port <= 65535, f"{where} [mqtt] port must be 1..65535, not {m.port}")
     _check(m.queue_size >= 1 and m.keepalive >= 5,
@@ -271,12 +294,6 @@ def validate(cfg: ServiceConfig, where: str = "config") -> None:
     except (KeyError, IndexError, ValueError):
         raise ConfigError(f"{where} [mqtt] client_id may use {{host}} and {{camera}} only, not "
                           f"{m.client_id!r}") from None
-    _check(not (src.password_file and src.password_env),
-           f"{where} [source] give password_file or password_env, not both")
-    _check(not (src.username or src.password_file or src.password_env)
-           or src.uri.startswith(NETWORK_SCHEMES),
-           f"{where} [source] username / password_file / password_env need an rtsp:// or "
-           "http(s):// uri")
     _check(h.max_connections >= 1 and h.timeout_s > 0,
            f"{where} [http] needs max_connections >= 1 and timeout_s > 0")
     _check(s.log_repeat_interval_s >= 0, f"{where} [service] log_repeat_interval_s must be >= 0")
@@ -290,10 +307,37 @@ def validate(cfg: ServiceConfig, where: str = "config") -> None:
            f"{where} [http] keypoint_threshold must be in [0, 1], not {h.keypoint_threshold}")
 
 
+def _validate_source(src: SourceSection, where: str) -> None:
+    """One camera's source table (``where`` names it: ``config [source]``, ...)."""
+    _check(bool(src.uri), f"{where} has no uri")
+    _check(min(src.width, src.height, src.max_retries) >= 0 and src.fps >= 0,
+           f"{where} width, height, fps and max_retries must be >= 0")
+    _check(0 <= src.flip <= 7, f"{where} flip must be 0..7 (nvvidconv flip-method)")
+    _check(src.timeout_s > 0 and 0 < src.reconnect_min_s <= src.reconnect_max_s,
+           f"{where} needs timeout_s > 0 and 0 < reconnect_min_s <= reconnect_max_s")
+    _check(src.rtsp_transport in ("tcp", "udp"), f"{where} rtsp_transport must be "
+                                                 f"'tcp' or 'udp', not {src.rtsp_transport!r}")
+    _check(not (src.password_file and src.password_env),
+           f"{where} give password_file or password_env, not both")
+    _check(not (src.username or src.password_file or src.password_env)
+           or src.uri.startswith(NETWORK_SCHEMES),
+           f"{where} username / password_file / password_env need an rtsp:// or "
+           "http(s):// uri")
+
+
 def build_config(tables: Mapping[str, Mapping[str, Any]], pipeline: PipelineConfig,
                  where: str = "config") -> ServiceConfig:
     """A validated :class:`ServiceConfig` from merged tables (``[pipeline]`` already resolved)."""
     sections: Dict[str, Any] = {}
+    listed = tables.get("source")
+    if isinstance(listed, list):
+        if len(listed) == 1 and not listed[0].get("camera"):
+            tables = dict(tables, source=listed[0])  # one camera without a name: [source]
+        else:
+            sections["sources"] = tuple(
+                section_from_dict(SourceSection, t, f"{where} [[source]] {t.get('camera', i)}")
+                for i, t in enumerate(listed))
+            tables = {k: v for k, v in tables.items() if k != "source"}
     for name, table in tables.items():
         if name == "pipeline":
             continue
@@ -325,7 +369,7 @@ def read_secret(path: str, what: str) -> str:
 
 
 def source_uri(src: SourceSection) -> str:
-    """The URI the capture opens: ``[source] uri`` with username and the password from
+    """The URI the capture opens: a source table's ``uri`` with username and the password from
     ``password_file`` / ``password_env`` joined in (the only place the secret meets the URI)."""
     password = None
     if src.password_file:

@@ -7,6 +7,11 @@
 ``/stream.mjpg``   ``multipart/x-mixed-replace`` MJPEG of annotated frames
 ``/snapshot.jpg``  one annotated frame
 
+With several cameras, ``?camera=NAME`` picks the camera of ``/stream.mjpg`` and
+``/snapshot.jpg`` (default: the first), the page shows every camera, and ``/healthz`` has every
+camera's verdict under ``cameras`` (its status: all healthy, or any with
+``[service] healthy_when = "any"``).
+
 Hardened for a LAN: at most ``max_connections`` connections are served at once (the next ones
 are closed at accept, counted and logged once per interval), each with an idle / read / write
 timeout, so a flood of half-open connections costs a bounded number of threads and file
@@ -27,7 +32,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from ..errors import ConfigError
 from .preview import Preview
@@ -102,24 +107,43 @@ class _Handler(BaseHTTPRequestHandler):
                 snap = srv.stats.snapshot()
                 doc = {k: snap[k] for k in ("healthy", "status", "camera", "frames", "fps",
                                             "last_frame_age_s", "source", "sinks")}
+                if "cameras" in snap:
+                    doc["cameras"] = {name: {k: c[k] for k in (
+                        "healthy", "status", "frames", "fps", "last_frame_age_s", "source",
+                        "sinks")} for name, c in snap["cameras"].items()}
                 self._json(200 if snap["healthy"] else HTTPStatus.SERVICE_UNAVAILABLE, doc)
             elif path == "/metrics":
                 self._send(200, srv.stats.prometheus().encode(),
                            "text/plain; version=0.0.4; charset=utf-8")
             elif path == "/stats.json":
                 self._json(200, srv.stats.snapshot())
+            elif path in ("/snapshot.jpg", "/stream.mjpg") and self._camera_arg() not in (
+                    None, *srv.previews):
+                self._json(HTTPStatus.NOT_FOUND, {"error": "no such camera",
+                                                  "cameras": list(srv.previews)})
             elif path == "/snapshot.jpg":
-                jpeg = srv.preview.snapshot() if srv.preview else None
+                preview = self._preview()
+                jpeg = preview.snapshot() if preview else None
                 if jpeg is None:
                     self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "no frame yet"})
                 else:
                     self._send(200, jpeg, "image/jpeg")
-            elif path == "/stream.mjpg" and srv.preview is not None:
-                self._stream(srv.preview)
+            elif path == "/stream.mjpg" and self._preview() is not None:
+                self._stream(self._preview())  # type: ignore[arg-type]
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
         except OSError:
             self.close_connection = True  # the client went away or timed out
+
+    def _camera_arg(self) -> Optional[str]:
+        query = self.path.partition("?")[2]
+        return next((v for k, _, v in (p.partition("=") for p in query.split("&"))
+                     if k == "camera"), None)
+
+    def _preview(self) -> Optional[Preview]:
+        """The preview of ``?camera=NAME`` (default: the first camera's)."""
+        name = self._camera_arg()
+        return self.server.preview if name is None else self.server.previews.get(name)
 
     def _stream(self, preview: Preview) -> None:
         self.close_connection = True
@@ -140,8 +164,10 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 64
 
     def __init__(self, address: tuple, stats: ServiceStats, preview: Optional[Preview],
-                 token: Optional[str], max_connections: int, timeout_s: float) -> None:
+                 token: Optional[str], max_connections: int, timeout_s: float,
+                 previews: Optional[Dict[str, Preview]] = None) -> None:
         self.stats, self.preview, self.token = stats, preview, token
+        self.previews: Dict[str, Preview] = previews or {}
         self.timeout_s, self.max_connections = timeout_s, max_connections
         self.stopping = threading.Event()
         self.page = static_file("index.html")
@@ -183,14 +209,16 @@ class HttpServer:
     """Serves the endpoints on ``host:port`` (port 0 picks a free one: see :attr:`port`).
 
     token: required as a bearer token on every route but /healthz (None: no authentication).
+    stats: a :class:`ServiceStats` or, with several cameras, a :class:`.stats.StatsGroup`;
+    previews: every camera's preview by name (``?camera=NAME``), ``preview`` the default one.
     """
 
-    def __init__(self, host: str, port: int, stats: ServiceStats, preview: Optional[Preview],
+    def __init__(self, host: str, port: int, stats: Any, preview: Optional[Preview],
                  token: Optional[str] = None, max_connections: int = 32,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, previews: Optional[Dict[str, Preview]] = None) -> None:
         try:
             self._server = _Server((host, port), stats, preview, token, max_connections,
-                                   timeout_s)
+                                   timeout_s, previews)
         except OSError as exc:
             raise ConfigError(f"[http] cannot listen on {host}:{port}: {exc.strerror}; pick "
                               "another port (--http PORT) or stop what uses it") from None

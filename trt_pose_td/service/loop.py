@@ -1,8 +1,14 @@
-"""The camera service: source -> pipeline -> sinks, with health, metrics, preview and systemd.
+"""The camera service: source(s) -> pipeline -> sinks, with health, metrics, preview, systemd.
 
 One main thread runs inference; the capture, MQTT, preview-encoder and HTTP work each have their
 own thread, so none of them can stall it. Shutdown (SIGTERM / SIGINT, ``max_frames`` or the end of
 a file source): stop the source, drain the sinks, close the engines, exit 0.
+
+One camera: ``pipeline.stream`` over its frames (on the GPU, frame t+1's detection overlaps
+frame t's keypoints). Several cameras (:mod:`.cameras`): each tick takes the newest frame of every
+camera that has one and runs ``pipeline.batch`` on them (one detector batch, one keypoint batch
+across the cameras); each camera has its own stats, MQTT client and topics, preview and health,
+and the JSONL lines carry the camera's name.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ from ..io.capture import CaptureSource, FileFeed, is_live_uri, open_capture
 from ..io.sinks import JsonlSink, Sink
 from ..io.sources import open_source
 from ..types import Frame, FrameResult
-from .config import ServiceConfig, mqtt_password, read_secret, source_uri
+from .cameras import Camera, Cameras, Prefetch
+from .config import ServiceConfig, SourceSection, mqtt_password, read_secret, source_uri
 from .http import HttpServer
 from .logs import NativeStderr, RepeatFilter, install_repeat_filter
 from .preview import Preview
 from .sdnotify import Notifier, stdout_is_journal
-from .stats import ServiceStats, SinkCounters
+from .stats import ServiceStats, SinkCounters, StatsGroup
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +103,21 @@ class Service:
         self.notifier = notifier or Notifier()
         self._next_status = 0.0
         p = cfg.pipeline
-        self.stats = ServiceStats(cfg.service.camera, {
-            "version": __version__, "backend": p.backend, "detector": p.detector,
-            "pose": p.pose}, cfg.service.stale_after_s)
+        info = {"version": __version__, "backend": p.backend, "detector": p.detector,
+                "pose": p.pose}
+        self.sources = cfg.cameras()
+        #: Per camera: its counters, its own sinks (MQTT), its preview.
+        self.camera_stats = {name: ServiceStats(name, info, cfg.service.stale_after_s)
+                             for name, _ in self.sources}
+        self.camera_sinks: Dict[str, List[GuardedSink]] = {n: [] for n in self.camera_stats}
+        self.previews: Dict[str, Preview] = {}
+        self.stats: Union[ServiceStats, StatsGroup] = (
+            StatsGroup(self.camera_stats, cfg.service.healthy_when) if len(self.sources) > 1
+            else self.camera_stats[self.sources[0][0]])
         self.stop_event = threading.Event()
         self.preview: Optional[Preview] = None
         self.http: Optional[HttpServer] = None
-        self.sinks: List[GuardedSink] = []
+        self.sinks: List[GuardedSink] = []  # the sinks every camera shares (JSONL)
         self._mqtt: Any = None
         self._repeats: Optional[RepeatFilter] = None
 
@@ -116,7 +131,7 @@ class Service:
         through the log (see :mod:`.logs`); code embedding the service may pass False."""
         log.info("trt-pose-td %s serve, resolved config: %s", __version__,
                  json.dumps(self.cfg.as_dict(), sort_keys=True))
-        uri = source_uri(self.cfg.source)  # secrets read before anything slow starts
+        uris = [source_uri(src) for _, src in self.sources]  # secrets read before anything slow
         if install_signals:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
@@ -130,12 +145,14 @@ class Service:
             pipeline = open_pipeline(self.cfg.pipeline)
             stack.callback(self._close_pipeline, pipeline)
             self._open_sinks(stack)
-            feed = self._open_feed(uri)
-            stack.callback(feed.close)
+            cameras = self._open_cameras(uris)
+            stack.callback(cameras.close)
             stack.callback(self._begin_stop)  # runs first: tell systemd before draining
-            self.stats.source_stats = feed.stats
             self.stats.set_phase("running")
-            return self._loop(pipeline, feed)
+            if len(cameras.cameras) == 1:
+                only = cameras.cameras[0]
+                return self._loop(pipeline, only.feed, only.name)
+            return self._loop_cameras(pipeline, cameras)
         return 0  # pragma: no cover - the with block always returns
 
     # -- setup / teardown ---------------------------------------------------------------------
@@ -143,12 +160,15 @@ class Service:
         h = self.cfg.http
         if not h.enabled:
             return
-        self.preview = Preview(h.preview_fps, h.preview_width, h.jpeg_quality,
-                               h.keypoint_threshold)
-        stack.callback(self.preview.close)
+        for name in self.camera_stats:
+            preview = Preview(h.preview_fps, h.preview_width, h.jpeg_quality,
+                              h.keypoint_threshold)
+            stack.callback(preview.close)
+            self.previews[name] = preview
+        self.preview = next(iter(self.previews.values()))
         token = read_secret(h.token_file, "[http] token_file") if h.token_file else None
         self.http = HttpServer(h.host, h.port, self.stats, self.preview, token,
-                               h.max_connections, h.timeout_s).start()
+                               h.max_connections, h.timeout_s, self.previews).start()
         stack.callback(self.http.close)
 
     def _open_sinks(self, stack: ExitStack) -> None:
@@ -162,37 +182,57 @@ class Service:
                          "\"-\" to log every frame's poses anyway)")
         if path:
             self._add_sink("jsonl", JsonlSink(path, append=True))
-        m = cfg.mqtt
-        if m.host:
-            from ..io.mqtt import MqttSink
+        if cfg.mqtt.host:
+            password = mqtt_password(cfg.mqtt)
+            for camera, stats in self.camera_stats.items():
+                self._open_mqtt(camera, stats, password)
 
-            camera = cfg.service.camera
-            self._mqtt = MqttSink(
-                m.host, m.port, camera=camera, topic=m.topic, status_topic=m.status_topic,
-                qos=m.qos, retain=m.retain,
-                client_id=m.client_id.format(host=socket.gethostname(), camera=camera),
-                username=m.username or None, password=mqtt_password(m), tls=m.tls,
-                ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,
-                keepalive=m.keepalive, queue_size=m.queue_size,
-                reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
-            self._add_sink("mqtt", self._mqtt)
-        if self._mqtt is not None:
-            mqtt = self._mqtt
-            self.stats.sink_stats = lambda: {"mqtt": mqtt_stats_dict(mqtt)}
+    def _open_mqtt(self, camera: str, stats: ServiceStats, password: Optional[str]) -> None:
+        """One MQTT client per camera: its topics, its client id, its status and last will."""
+        from ..io.mqtt import MqttSink
+
+        m = self.cfg.mqtt
+        mqtt = MqttSink(
+            m.host, m.port, camera=camera, topic=m.topic, status_topic=m.status_topic,
+            qos=m.qos, retain=m.retain,
+            client_id=m.client_id.format(host=socket.gethostname(), camera=camera),
+            username=m.username or None, password=password, tls=m.tls,
+            ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,
+            keepalive=m.keepalive, queue_size=m.queue_size,
+            reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
+        self._mqtt = self._mqtt or mqtt
+        self.camera_sinks[camera].append(GuardedSink("mqtt", mqtt, stats.sink("mqtt")))
+        stats.sink_stats = lambda: {"mqtt": mqtt_stats_dict(mqtt)}
 
     def _add_sink(self, name: str, sink: Sink) -> None:
         self.sinks.append(GuardedSink(name, sink, self.stats.sink(name)))
 
-    def _open_feed(self, uri: str) -> Feed:
+    def _open_cameras(self, uris: List[str]) -> Cameras:
+        """Every camera's feed; a file feed gets a :class:`.cameras.Prefetch` thread when there
+        are several cameras (so no camera's reading holds up a tick)."""
+        opened = Cameras([])
+        try:
+            for (name, src), uri in zip(self.sources, uris):
+                feed: Any = self._open_feed(src, uri)
+                if len(self.sources) > 1 and isinstance(feed, FileFeed):
+                    feed = Prefetch(feed, name)
+                opened.cameras.append(Camera(name, feed))
+                self.camera_stats[name].source_stats = feed.stats
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+
+    @staticmethod
+    def _open_feed(src: SourceSection, uri: str) -> Feed:
         """``uri``: the source URI with its credentials (only the capture keeps it)."""
-        s = self.cfg.source
-        if is_live_uri(s.uri):
-            return open_capture(uri, s.capture_options())
-        return FileFeed(open_source(s.uri, loop=s.loop), s.capture_options())
+        if is_live_uri(src.uri):
+            return open_capture(uri, src.capture_options())
+        return FileFeed(open_source(src.uri, loop=src.loop), src.capture_options())
 
     def _drain_sinks(self) -> None:
         deadline = time.monotonic() + self.cfg.service.drain_timeout_s
-        for sink in self.sinks:
+        for sink in self.sinks + [s for sinks in self.camera_sinks.values() for s in sinks]:
             sink.close(max(0.5, deadline - time.monotonic()))
 
     @staticmethod
@@ -205,7 +245,7 @@ class Service:
         self.notifier.stopping()
 
     # -- the loop -----------------------------------------------------------------------------
-    def _loop(self, pipeline: Pipeline, feed: Feed) -> int:
+    def _loop(self, pipeline: Pipeline, feed: Feed, camera: str) -> int:
         """Results of ``pipeline.stream`` over the feed go to the sinks. A frame that fails
         is counted and the stream restarts on the next frame; ``max_consecutive_errors`` in a
         row exit 1 so systemd restarts the service."""
@@ -224,7 +264,7 @@ class Service:
                 return 0  # the source ended or a stop was requested: frames in flight drained
             except Exception as exc:  # one bad frame must not end a camera service
                 failed_in_row += 1
-                self.stats.error()
+                self.camera_stats[camera].error()
                 self._log_failure(exc, failed_in_row)
                 if failed_in_row >= svc.max_consecutive_errors:
                     log.error("%d frames failed in a row: exiting so the service restarts",
@@ -233,29 +273,72 @@ class Service:
         return 0
 
     def _frames(self, feed: Feed) -> Iterator[Frame]:
-        """The feed's frames until it ends or a stop is requested. Between frames (and while the
+        """The feed's frames until it ends or a stop is requested (one camera: its frames stay
+        untagged, so the JSONL keeps the schema of ``run``). Between frames (and while the
         source is quiet) it pings the watchdog and writes the periodic status line, so health
         stays current however long the pipeline keeps a frame in flight."""
-        svc = self.cfg.service
-        poll = 0.5 if self.notifier.watchdog_s is None else min(0.5, self.notifier.watchdog_s / 2)
         while not self.stop_event.is_set():
-            self.notifier.watchdog()
-            if time.monotonic() >= self._next_status:
-                self._next_status = time.monotonic() + svc.status_interval_s
-                self._report()
-            frame = feed.read(timeout=poll)
+            frame = feed.read(timeout=self._housekeeping())
             if frame is not None:
                 yield frame
             elif feed.ended:
                 log.info("source ended: stopping")
                 return
 
+    def _housekeeping(self) -> float:
+        """Watchdog ping and (when due) the status line; returns how long to wait for a frame."""
+        self.notifier.watchdog()
+        if time.monotonic() >= self._next_status:
+            self._next_status = time.monotonic() + self.cfg.service.status_interval_s
+            self._report()
+        return 0.5 if self.notifier.watchdog_s is None else min(0.5, self.notifier.watchdog_s / 2)
+
+    def _loop_cameras(self, pipeline: Pipeline, cameras: Cameras) -> int:
+        """Each tick: the newest frame of every camera that has one -> ``pipeline.batch`` ->
+        each camera's sinks. A failing tick is counted for its cameras; ``max_consecutive_errors``
+        failing ticks in a row exit 1. Ends when every source ended or a stop is requested."""
+        svc = self.cfg.service
+        failed_in_row = processed = 0
+        self._next_status = time.monotonic() + svc.status_interval_s
+        group = self.stats
+        while not self.stop_event.is_set():
+            frames = cameras.gather(self._housekeeping(), self.stop_event)
+            if not frames:
+                if cameras.ended:
+                    log.info("every source ended: stopping")
+                    return 0
+                continue
+            try:
+                results = pipeline.batch(frames)
+            except Exception as exc:  # one bad tick must not end a camera service
+                failed_in_row += 1
+                for f in frames:
+                    self.camera_stats[f.camera].error()
+                self._log_failure(exc, failed_in_row)
+                if failed_in_row >= svc.max_consecutive_errors:
+                    log.error("%d ticks failed in a row: exiting so the service restarts",
+                              failed_in_row)
+                    return 1
+                continue
+            failed_in_row = 0
+            if isinstance(group, StatsGroup) and results[0].batch is not None:
+                group.record_batch([f.camera for f in frames], results[0].batch)
+            for result in results:
+                self._deliver(result)
+            processed += len(results)
+            if svc.max_frames and processed >= svc.max_frames:
+                log.info("processed %d frame(s) (max_frames): stopping", processed)
+                return 0
+        return 0
+
     def _deliver(self, result: FrameResult) -> None:
-        self.stats.record(result)
-        for sink in self.sinks:
+        camera = result.frame.camera or self.sources[0][0]
+        self.camera_stats[camera].record(result)
+        for sink in self.sinks + self.camera_sinks[camera]:
             sink.write(result)
-        if self.preview is not None:
-            self.preview.offer(result)
+        preview = self.previews.get(camera)
+        if preview is not None:
+            preview.offer(result)
         if not self.notifier.ready_sent:
             log.info("first frame processed (%d person(s)): ready", len(result.poses))
             self.notifier.ready(self._status_line())
@@ -269,14 +352,18 @@ class Service:
             log.error("frame failed again (%d in a row): %s", n, exc)
 
     def _status_line(self) -> str:
+        """One camera: fps, persons, frames, source and broker state, health. Several: the
+        same per camera, the last tick's batch composition, the overall verdict."""
         snap = self.stats.snapshot()
-        src = snap["source"] or {}
-        mqtt = snap["sinks"].get("mqtt")
-        broker = "" if mqtt is None else f", mqtt {mqtt['state']}" + (
-            f" ({mqtt['last_error']})" if mqtt["state"] != "connected" and mqtt["last_error"]
-            else "")
-        return (f"{snap['fps']:.1f} fps, {snap['persons']} person(s), {snap['frames']} frames, "
-                f"source {src.get('state', '?')}{broker}, {snap['status']}")
+        if "cameras" not in snap:
+            return f"{_camera_line(snap)}, {snap['status']}"
+        cams = "; ".join(f"{name}: {_camera_line(c)}" for name, c in snap["cameras"].items())
+        b = snap["batch"]
+        tick = "" if not b else (
+            f"; last tick: {b['frames']} camera(s), persons "
+            + " + ".join(f"{k} {v}" for k, v in b["persons"].items())
+            + f" -> keypoint batch(es) {b['keypoint_batches']}")
+        return f"{snap['fps']:.1f} fps in all; {cams}{tick}; {snap['status']}"
 
     def _report(self) -> None:
         line = self._status_line()
@@ -285,3 +372,13 @@ class Service:
         (log.info if healthy else log.warning)("status: %s", line)
         if self._repeats is not None:
             self._repeats.flush()
+
+
+def _camera_line(snap: Dict[str, Any]) -> str:
+    src = snap["source"] or {}
+    mqtt = snap["sinks"].get("mqtt")
+    broker = "" if mqtt is None else f", mqtt {mqtt['state']}" + (
+        f" ({mqtt['last_error']})" if mqtt["state"] != "connected" and mqtt["last_error"]
+        else "")
+    return (f"{snap['fps']:.1f} fps, {snap['persons']} person(s), {snap['frames']} frames, "
+            f"source {src.get('state', '?')}{broker}")

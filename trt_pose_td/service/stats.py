@@ -147,13 +147,18 @@ class ServiceStats:
 
     def prometheus(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
+        m = _Metrics()
+        self.add_metrics(m)
+        return m.text()
+
+    def add_metrics(self, m: _Metrics) -> None:
+        """This camera's samples (labelled ``camera``) into ``m``."""
         snap = self.snapshot()
         with self._lock:
             stages = self._stage_quantiles_locked()
             sums = dict(self._sums)
             sinks = {n: (c.errors, c.skipped, c.failing) for n, c in self.sinks.items()}
         cam = {"camera": self.camera}
-        m = _Metrics()
         self._frame_metrics(m, snap, cam)
         samples: List[Tuple[Dict[str, str], float, str]] = []
         for stage, qs in stages.items():
@@ -170,7 +175,6 @@ class ServiceStats:
             m.add("http_refused_connections_total", "counter",
                   "HTTP connections closed unserved ([http] max_connections were open)",
                   [(cam, refused)])
-        return m.text()
 
     def _frame_metrics(self, m: _Metrics, snap: Dict[str, Any], cam: Dict[str, str]) -> None:
         m.add("info", "gauge", "Build and model information", [({**cam, **self.info}, 1)])
@@ -227,12 +231,13 @@ def _escape(value: str) -> str:
 
 
 class _Metrics:
-    """Builds exposition text: ``# HELP``, ``# TYPE`` then samples, names prefixed."""
+    """Builds exposition text: ``# HELP``, ``# TYPE`` then samples, names prefixed; the samples
+    of one metric added several times (one camera after another) stay under one header."""
 
     PREFIX = "trt_pose_td_"
 
     def __init__(self) -> None:
-        self.lines: List[str] = []
+        self.families: Dict[str, List[str]] = {}
 
     def add(self, name: str, kind: str, help_: str,
             samples: List[Tuple[Dict[str, str], float]]) -> None:
@@ -241,11 +246,115 @@ class _Metrics:
     def add_suffixed(self, name: str, kind: str, help_: str,
                      samples: List[Tuple[Dict[str, str], float, str]]) -> None:
         full = self.PREFIX + name
-        self.lines += [f"# HELP {full} {help_}", f"# TYPE {full} {kind}"]
+        lines = self.families.setdefault(full, [f"# HELP {full} {help_}",
+                                                f"# TYPE {full} {kind}"])
         for labels, value, suffix in samples:
             text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
             number = str(value) if isinstance(value, int) else f"{float(value):.9g}"
-            self.lines.append(f"{full}{suffix}{{{text}}} {number}")
+            lines.append(f"{full}{suffix}{{{text}}} {number}")
 
     def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+        return "\n".join(line for lines in self.families.values() for line in lines) + "\n"
+
+
+class StatsGroup:
+    """The counters of several cameras in one service (one :class:`ServiceStats` each) with
+    the same reader interface, for the HTTP server and the status line: ``snapshot()`` has the
+    totals plus ``cameras`` (every camera's own snapshot) and ``batch`` (the last tick);
+    ``healthy`` is every camera healthy (``healthy_when="all"``) or any of them (``"any"``).
+    ``sinks`` holds the counters of sinks the cameras share (the JSONL file)."""
+
+    def __init__(self, cameras: Dict[str, ServiceStats], healthy_when: str = "all") -> None:
+        self.cameras, self.healthy_when = cameras, healthy_when
+        self.camera = ",".join(cameras)
+        self.started = time.time()
+        self._lock = threading.Lock()
+        self.sinks: Dict[str, SinkCounters] = {}
+        self.http_refused: Callable[[], Optional[int]] = lambda: None
+        self._ticks = self._det_runs = self._kp_runs = self._kp_persons = 0
+        self._batch: Dict[str, Any] = {}
+
+    def set_phase(self, phase: str) -> None:
+        for s in self.cameras.values():
+            s.set_phase(phase)
+
+    def sink(self, name: str) -> SinkCounters:
+        with self._lock:
+            return self.sinks.setdefault(name, SinkCounters())
+
+    def record_batch(self, cameras: List[str], info: Any) -> None:
+        """One tick: the cameras in it and its :class:`~..types.BatchInfo`."""
+        with self._lock:
+            self._ticks += 1
+            self._det_runs += info.detector_calls
+            self._kp_runs += len(info.keypoint_batches)
+            self._kp_persons += sum(info.keypoint_batches)
+            self._batch = dict(info.as_dict(), persons=dict(zip(cameras, info.persons)))
+
+    def health(self) -> Tuple[bool, str]:
+        verdicts = {name: s.health() for name, s in self.cameras.items()}
+        good = [name for name, (ok, _) in verdicts.items() if ok]
+        healthy = bool(good) if self.healthy_when == "any" else len(good) == len(verdicts)
+        bad = "; ".join(f"{name}: {why}" for name, (ok, why) in verdicts.items() if not ok)
+        return healthy, f"{len(good)} of {len(verdicts)} camera(s) healthy" + (
+            f" ({bad})" if bad else "")
+
+    def snapshot(self) -> Dict[str, Any]:
+        snaps = {name: s.snapshot() for name, s in self.cameras.items()}
+        healthy, reason = self.health()
+        ages = [v["last_frame_age_s"] for v in snaps.values() if v["last_frame_age_s"] is not None]
+        first = next(iter(snaps.values()))
+        with self._lock:
+            batch = dict(self._batch)
+            shared = {n: c.errors for n, c in self.sinks.items()}
+        return {
+            "camera": self.camera, "healthy": healthy, "status": reason,
+            "phase": first["phase"], "uptime_s": round(time.time() - self.started, 1),
+            "frames": sum(v["frames"] for v in snaps.values()),
+            "fps": round(sum(v["fps"] for v in snaps.values()), 2),
+            "persons": sum(v["persons"] for v in snaps.values()),
+            "persons_total": sum(v["persons_total"] for v in snaps.values()),
+            "errors": sum(v["errors"] for v in snaps.values()),
+            "last_frame_age_s": min(ages) if ages else None,
+            "latency_ms": first["latency_ms"], "sink_errors": shared, "info": first["info"],
+            "source": None, "sinks": _sum_sinks([v["sinks"] for v in snaps.values()]),
+            "batch": batch, "cameras": snaps}
+
+    def prometheus(self) -> str:
+        m = _Metrics()
+        for s in self.cameras.values():
+            s.add_metrics(m)
+        with self._lock:
+            counts = (self._ticks, self._det_runs, self._kp_runs, self._kp_persons)
+            last = len(self._batch.get("persons", {}))
+            shared = {n: (c.errors, c.skipped, c.failing) for n, c in self.sinks.items()}
+        for (name, help_), value in zip((
+                ("ticks_total", "Ticks: one detector batch + one keypoint batch over cameras"),
+                ("detector_runs_total", "Detector engine runs (one per tick: dynamic batch)"),
+                ("keypoint_runs_total", "Keypoint engine runs (chunks of max_batch per tick)"),
+                ("keypoint_batch_persons_total", "Persons in the keypoint runs")), counts):
+            m.add(name, "counter", help_, [({}, value)])
+        m.add("batch_cameras", "gauge", "Cameras in the last tick", [({}, last)])
+        for key, i, help_ in (("sink_errors_total", 0, "Failed sink writes"),
+                              ("sink_skipped_total", 1, "Frames a failing sink skipped")):
+            m.add(key, "counter", help_, [({"sink": n}, v[i]) for n, v in shared.items()])
+        refused = self.http_refused()
+        if refused is not None:
+            m.add("http_refused_connections_total", "counter",
+                  "HTTP connections closed unserved ([http] max_connections were open)",
+                  [({}, refused)])
+        return m.text()
+
+
+def _sum_sinks(per_camera: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
+    """The cameras' MQTT clients as one: connected when all are, counters summed, the state
+    and last error of the first one not connected."""
+    clients = [s["mqtt"] for s in per_camera if s.get("mqtt")]
+    if not clients:
+        return {}
+    worst = next((c for c in clients if not c["connected"]), clients[0])
+    out = dict(worst, connected=all(c["connected"] for c in clients))
+    for key in ("published", "dropped", "reconnects", "queued"):
+        if all(key in c for c in clients):
+            out[key] = sum(c[key] for c in clients)
+    return out
