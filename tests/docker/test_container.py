@@ -144,17 +144,15 @@ def looping_clip(path: Path, frames: int = 12) -> Path:
 
 
 def camera_args(cameras: Dict[str, str]) -> List[str]:
-    """`serve` arguments for the cameras (name -> path in the container). One camera today;
-    with `serve NAME=URI ...` this becomes one NAME=URI argument per entry."""
-    (name, uri), = cameras.items()
-    return [uri, "--loop", "--camera", name]
+    """`serve` arguments for the cameras (name -> path in the container): NAME=URI each."""
+    return [f"{name}={uri}" for name, uri in cameras.items()] + ["--loop"]
 
 
 def test_serve_publishes_answers_health_and_stops_cleanly(image, tmp_path):
     media = writable_dir(tmp_path / "media")
     out = writable_dir(tmp_path / "out")
     looping_clip(media / "cam0.mp4")
-    cameras = {"cam0": "/media/cam0.mp4"}  # a second camera: one more entry
+    cameras = {"cam0": "/media/cam0.mp4", "cam1": "/media/cam0.mp4"}  # two cameras, one batch
     broker = Broker().start()
     sub = Subscriber(broker.port, "trt-pose-td/#")
     http_port = free_port()  # not 8080: the HEALTHCHECK must follow the config
@@ -201,3 +199,4 @@ def test_serve_publishes_answers_health_and_stops_cleanly(image, tmp_path):
     assert text.endswith("\n")
     frames = [json.loads(line) for line in text.splitlines()]  # every line whole
     assert len(frames) >= 2 and all(f["persons"] for f in frames)
+    assert {f["camera"] for f in frames} == set(cameras)  # both cameras, one process
