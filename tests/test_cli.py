@@ -61,7 +61,7 @@ def test_run_folder_with_a_broken_image_keeps_the_rest(sample_photo, tmp_path):
     for name in ("a.jpg", "b.jpg"):
         (src / name).write_bytes(sample_photo.read_bytes())
     (src / "zz_broken.jpg").write_bytes(b"not a jpeg")
-    proc = cli("run", str(src), "-o", str(tmp_path / "out"), "--pose", "pp_tinypose_128x96")
+    proc = cli("run", str(src), "-o", str(tmp_path / "out"))
     assert proc.returncode == 1
     assert "zz_broken.jpg" in proc.stderr
     assert len((tmp_path / "out" / "poses.jsonl").read_text().splitlines()) == 2

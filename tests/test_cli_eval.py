@@ -70,10 +70,13 @@ def test_ground_truth_boxes_beat_own_boxes(baseline, tmp_path):
     assert gt["bbox"] is None and gt["keypoints"]["AP"] > own["keypoints"]["AP"]
 
 
-def test_bad_eval_input_is_one_line(shared, tmp_path):
-    proc = cli("eval", "--annotations", str(tmp_path / "none.json"), "-o", str(tmp_path))
+def test_bad_eval_input_is_one_line(tmp_path):
+    proc = cli("eval", "--images", str(tmp_path), "--annotations", str(tmp_path / "none.json"),
+               "-o", str(tmp_path))
     assert proc.returncode == 2 and "annotation file not found" in proc.stderr
-    proc = cli("eval", "--boxes", "nope.json", "-o", str(tmp_path))
+    (tmp_path / "a.json").write_text('{"images": [], "annotations": []}')
+    proc = cli("eval", "--images", str(tmp_path), "--annotations", str(tmp_path / "a.json"),
+               "--boxes", "nope.json", "-o", str(tmp_path / "out"))
     assert proc.returncode == 2 and "--boxes must be own, gt or a detection file" in proc.stderr
 
 

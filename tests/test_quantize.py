@@ -134,7 +134,7 @@ def test_quantized_path_naming_and_int8_config(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(quantize.DEFAULT_EXCLUDES))
-def test_shipped_keep_float_lists_name_convs_of_the_prepared_graph(shared, name, tmp_path):
+def test_shipped_keep_float_lists_name_convs_of_the_prepared_graph(name, tmp_path):
     from trt_pose_td.assets import model_path
 
     spec = get_spec(name)

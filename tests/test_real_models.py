@@ -80,11 +80,17 @@ def test_ground_truth_persons_reach_oks_half(default_pipeline, shared):
 
 @pytest.mark.parametrize("detector", [n for n, s in REGISTRY.items()
                                       if s.task == "detector" and s.sha256])
-def test_every_registered_detector_finds_the_class(shared, class_photo, detector):
-    cfg = PipelineConfig(detector=detector, pose="pp_tinypose_128x96")
-    with open_pipeline(cfg) as p:
-        result = p(class_photo)
-    assert len(result.poses) >= 15, f"{detector}: {len(result.poses)} persons"
+def test_every_registered_detector_finds_the_group(group_photo, detector):
+    """The packaged detector always; the others need the mirror (they do not ship)."""
+    from tests.conftest import mirror_path
+    from trt_pose_td.assets import model_asset
+
+    if model_asset(REGISTRY[detector]).packaged_path() is None and mirror_path() is None:
+        pytest.skip(f"{detector} is not packaged and there is no data mirror")
+    with open_pipeline(PipelineConfig(detector=detector)) as p:
+        result = p(group_photo)
+    confident = int((result.poses.box_scores >= 0.3).sum())
+    assert confident >= 8, f"{detector}: {confident} confident persons"
 
 
 def test_nms_in_graph_and_raw_head_agree(shared, class_photo):

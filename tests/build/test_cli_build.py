@@ -40,7 +40,7 @@ def one_line_error(capsys, argv) -> str:
     return err
 
 
-def test_missing_calibration_set(shared, machine, capsys, tmp_path):
+def test_missing_calibration_set(machine, capsys, tmp_path):
     empty = tmp_path / "calib"
     empty.mkdir()
     err = one_line_error(capsys, ["--precision", "int8", "--calib-images", str(empty),
@@ -53,13 +53,13 @@ def test_profile_max_smaller_than_requested_batch(capsys):
     assert "largest profile max is 16" in err and "requested batch 32" in err
 
 
-def test_dla_on_a_gpu_without_dla(shared, machine, capsys, tmp_path):
+def test_dla_on_a_gpu_without_dla(machine, capsys, tmp_path):
     machine.env = make_env("10.3.0", "NVIDIA H100 80GB HBM3", "9.0", dla=0)
     err = one_line_error(capsys, ["--dla-core", "0", "--output", str(tmp_path)])
     assert "has no DLA" in err and "Drop --dla-core" in err
 
 
-def test_calibrator_on_tensorrt_11(shared, machine, capsys, tmp_path):
+def test_calibrator_on_tensorrt_11(machine, capsys, tmp_path):
     machine.env = make_env("11.0.0", "NVIDIA H100 80GB HBM3", "9.0", dla=0)
     err = one_line_error(capsys, ["--precision", "int8", "--int8-mode", "calibrator",
                                   "--output", str(tmp_path)])
@@ -72,7 +72,7 @@ def test_quantized_onnx_needs_the_qdq_mode(machine, capsys, tmp_path, qdq_standi
     assert "already quantized" in err and "--int8-mode qdq" in err
 
 
-def test_skip_existing_keeps_matching_engines(shared, machine, capsys, tmp_path):
+def test_skip_existing_keeps_matching_engines(machine, capsys, tmp_path):
     opts = BuildOptions(precision="fp16", output=str(tmp_path))
     for job in plan_jobs(opts, progress=False):  # engines as an earlier build left them
         job.engine.write_bytes(b"plan")
@@ -98,7 +98,7 @@ def test_skip_existing_keeps_matching_engines(shared, machine, capsys, tmp_path)
     assert "TensorRT is not installed" in err  # it went on to build
 
 
-def test_build_engines_script_without_tensorrt(shared, tmp_path):
+def test_build_engines_script_without_tensorrt(tmp_path):
     try:
         import tensorrt  # noqa: F401
         pytest.skip("TensorRT is installed here")

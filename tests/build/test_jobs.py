@@ -17,7 +17,7 @@ from trt_pose_td.cli.build import options_from_args
 from trt_pose_td.engine_meta import EngineMetadata
 from trt_pose_td.errors import CalibrationError
 
-from .conftest import make_env
+from .conftest import CALIB_ANN, make_env
 
 
 def parse_command(command: str) -> BuildOptions:
@@ -107,9 +107,11 @@ def test_missing_calibration_sets_are_one_line_errors(tmp_path, monkeypatch):
                                      calib_annotations=str(empty / "x.json")), True)
 
 
-def test_jobs_name_engines_by_model_precision_and_mode(shared, tmp_path):
-    jobs = plan_jobs(BuildOptions(precision="int8", output=str(tmp_path), det_size=(416, 416)),
-                     progress=False)
+def test_jobs_name_engines_by_model_precision_and_mode(calib_subset, tmp_path):
+    opts = BuildOptions(precision="int8", output=str(tmp_path), det_size=(416, 416),
+                        calib_images=str(calib_subset),
+                        calib_annotations=str(calib_subset / CALIB_ANN))
+    jobs = plan_jobs(opts, progress=False)
     # explicit INT8 builds the detector's raw-head twin (NMS stays out of the int8 graph) ...
     assert [(j.role, j.engine.name) for j in jobs] == [
         ("detector", "rtmdet_nano_person_raw.int8-qdq.engine"),
@@ -123,9 +125,8 @@ def test_jobs_name_engines_by_model_precision_and_mode(shared, tmp_path):
     assert [engine_path(cfg, s).name for s in model_specs(cfg, int8_qdq=True)] == \
         [j.engine.name for j in jobs]
     assert jobs[0].engine.parent == tmp_path.resolve() and jobs[0].onnx.is_file()
-    (only,) = plan_jobs(BuildOptions(only="pose", pose="pp_tinypose_128x96", output=str(tmp_path)),
-                        progress=False)
-    assert only.engine.name == "pp_tinypose_128x96.fp16.engine"
+    (only,) = plan_jobs(BuildOptions(only="pose", output=str(tmp_path)), progress=False)
+    assert only.engine.name == "pp_tinypose_256x192.fp16.engine" and only.role == "pose"
 
 
 def test_timing_cache_location(tmp_path):

@@ -175,8 +175,8 @@ def labelled_metrics(text: str) -> Dict[str, float]:
 
 
 @pytest.mark.slow
-def test_two_cameras_one_keypoint_batch_per_tick_to_a_real_broker(shared, sample_clip,
-                                                                   tmp_path, broker, procs):
+def test_two_cameras_one_keypoint_batch_per_tick_to_a_real_broker(sample_clip, tmp_path, broker,
+                                                                   procs):
     pytest.importorskip("paho.mqtt.client")
     sub = Subscriber(broker.port, "trt-pose-td/#")
     jsonl = tmp_path / "poses.jsonl"
@@ -224,7 +224,7 @@ def test_two_cameras_one_keypoint_batch_per_tick_to_a_real_broker(shared, sample
 
 
 @pytest.mark.slow
-def test_a_dead_camera_does_not_stall_the_other(shared, sample_clip, tmp_path, procs):
+def test_a_dead_camera_does_not_stall_the_other(sample_clip, tmp_path, procs):
     camera = MjpegCamera(gray_jpegs(30), fps=8).start()
     serve = Serve(tmp_path, f"clip={sample_clip}", f"ip={camera.url}", "--loop", "--jsonl", "",
                   "--set", "source.reconnect_min_s=0.2", "--set", "source.reconnect_max_s=0.5",
