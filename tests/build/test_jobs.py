@@ -81,10 +81,15 @@ def test_qdq_models_are_recognised(standins, qdq_standin):
     assert not has_qdq_nodes(standins["heatmap"])
 
 
-def test_calibration_set_defaults_to_the_mirror(shared, monkeypatch):
-    monkeypatch.setenv("TRT_POSE_TD_MIRROR", str(shared))
+def test_calibration_set_defaults_to_the_mirror(calib_subset, tmp_path, monkeypatch):
+    """A mirror laid out like ../shared (here a folder made for the test, holding the small
+    calibration set) provides coco/calib_train2017 when --calib-images is not given."""
+    mirror = tmp_path / "mirror"
+    (mirror / "coco").mkdir(parents=True)
+    (mirror / "coco" / "calib_train2017").symlink_to(calib_subset, target_is_directory=True)
+    monkeypatch.setenv("TRT_POSE_TD_MIRROR", str(mirror))
     calib = calibration_set(BuildOptions(precision="int8"), need_annotations=True)
-    assert calib.images == (shared / "coco" / "calib_train2017").resolve()
+    assert calib.images == (mirror / "coco" / "calib_train2017").resolve()
     assert calib.annotations.name == "person_keypoints_train2017_calib_subset.json"
 
 

@@ -48,8 +48,8 @@ def test_detector_at_its_chosen_size():
         engine_profiles(inputs, [BatchRange(1, 1, 1)], None)
 
 
-def test_static_models_refuse_other_shapes(shared):
-    inputs = onnx_inputs(shared / "models" / "yolox_nano_416.onnx")
+def test_static_models_refuse_other_shapes():
+    inputs = {"images": [1, 3, 416, 416]}  # what yolox_nano_416.onnx declares: a static graph
     assert engine_profiles(inputs, [BatchRange(1, 1, 1)], (416, 416))[0]["images"]["max"] == [
         1, 3, 416, 416]
     with pytest.raises(ConfigError, match="fixed batch of 1"):
