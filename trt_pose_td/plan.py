@@ -75,8 +75,8 @@ def model_specs(cfg: PipelineConfig, int8_qdq: bool = False) -> Tuple[ModelSpec,
     specs = []
     for task, name, like in (("detector", cfg.detector, cfg.detector_like),
                              ("pose", cfg.pose, cfg.pose_like)):
-        if int8_qdq and not is_model_path(name):
-            name = like = _int8_twin(name)
+        if int8_qdq:
+            name, like = int8_model(name, like)
         specs.append(_tuned(resolve_spec(name, task, like), cfg, task))
     return specs[0], specs[1]
 
@@ -137,31 +137,22 @@ def resolve_backend(cfg: PipelineConfig) -> str:
 CPU_PRECISIONS = ("fp32", "int8")
 
 
-def _ort_int8_file(name: str, task: str, cfg: PipelineConfig) -> Tuple[ModelSpec, Path]:
-    """A registry model's Q/DQ file (made by ``trt-pose-td quantize``) and its spec."""
-    from .quantize import quantized_path
-
-    get_spec(name, task)
-    path = quantized_path(name)
-    if not path.is_file():
-        raise ConfigError(f"no INT8 model for {name} at {path}; make it with: "
-                          f"trt-pose-td quantize {name}")
-    return _tuned(spec_for_file(str(path), _int8_twin(name)), cfg, task), path
-
-
 def _ort_plan(cfg: PipelineConfig, progress: bool) -> Plan:
     precision = cfg.precision or "fp32"
     if precision not in CPU_PRECISIONS:
         raise ConfigError(f"precision {precision} needs TensorRT (--backend tensorrt); ONNX "
                           f"Runtime runs {' or '.join(CPU_PRECISIONS)}")
+    if precision == "int8":  # registry models -> the Q/DQ files `trt-pose-td quantize` wrote
+        from .quantize import int8_config
+
+        models = int8_config(cfg)
+    else:
+        models = cfg
     resolved = []
-    for task, name, like in (("detector", cfg.detector, cfg.detector_like),
-                             ("pose", cfg.pose, cfg.pose_like)):
-        if precision == "int8" and not is_model_path(name):
-            resolved.append(_ort_int8_file(name, task, cfg))
-        else:
-            spec = _tuned(resolve_spec(name, task, like), cfg, task)
-            resolved.append((spec, model_path(spec, progress)))
+    for task, name, like in (("detector", models.detector, models.detector_like),
+                             ("pose", models.pose, models.pose_like)):
+        spec = _tuned(resolve_spec(name, task, like), cfg, task)
+        resolved.append((spec, model_path(spec, progress)))
     (det, det_file), (pose, pose_file) = resolved
     return Plan(cfg, "onnxruntime", precision, None, det, pose, detector_params(cfg), det_file,
                 pose_file)

@@ -65,7 +65,8 @@ def quantized_path(model: str, method: Optional[str] = None, cache: Optional[Pat
 
 
 def int8_config(cfg: Any) -> Any:
-    """A :class:`~.pipeline.PipelineConfig` whose registry models point at their Q/DQ files.
+    """A :class:`~trt_pose_td.config.PipelineConfig` whose registry models point at their Q/DQ
+    files (what :func:`trt_pose_td.plan.resolve` runs on ONNX Runtime at int8).
 
     Paths given by the user are kept (they may already be Q/DQ models). Raises
     :class:`ConfigError` with the command that makes a missing file.
