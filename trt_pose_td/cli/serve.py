@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import PipelineConfig
@@ -230,8 +229,9 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(cfg.as_dict(), indent=2, sort_keys=True))
         return 0
-    if cfg.jsonl.path not in ("", "-", "auto"):  # before the engines load, not after
-        check_output_file(Path(cfg.jsonl.path), "--jsonl / [jsonl] path")
+    jsonl_file = cfg.jsonl.file()
+    if jsonl_file is not None:  # before the engines load, not after
+        check_output_file(jsonl_file, "--jsonl / [jsonl] path")
     check_device(cfg)
     if not args.verbose:
         logging.getLogger().setLevel(logging.INFO)  # the service's log is its journal

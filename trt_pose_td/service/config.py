@@ -74,6 +74,13 @@ class JsonlSection:
 
     path: str = "auto"
 
+    #: the values that name no file
+    NOT_FILES = ("", "-", "auto")
+
+    def file(self) -> Optional[Path]:
+        """The file the poses are appended to, or None (stdout, none, or "auto")."""
+        return None if self.path in self.NOT_FILES else Path(self.path)
+
 
 @dataclass(frozen=True)
 class MqttSection:
