@@ -12,7 +12,7 @@ from typing import Any, Callable, List, Optional, Sequence
 import numpy as np
 
 from .errors import EngineError
-from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes
+from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes, given_detections
 
 
 @dataclass
@@ -58,10 +58,7 @@ def per_frame_batch(call: Callable[[Any, Optional[Detections]], FrameResult],
     one keypoint batch across frames). Results as :meth:`.pipeline.CpuPipeline.batch` gives
     them: in order, all sharing one :class:`~.types.BatchInfo` (each frame keeps its own
     stage times and ``"total"``)."""
-    given: List[Optional[Detections]] = (list(detections) if detections is not None
-                                         else [None] * len(images))
-    if len(given) != len(images):
-        raise ValueError(f"{len(images)} frames but {len(given)} detections")
+    given = given_detections(detections, len(images))
     t0 = time.perf_counter()
     results = [call(image, d) for image, d in zip(images, given)]
     info = BatchInfo([len(r.poses) for r in results], sum(d is None for d in given))

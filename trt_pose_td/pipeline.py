@@ -21,7 +21,7 @@ from .engines.base import check_pair
 from .io.inputs import ImageLike, as_frame, as_frames
 from .plan import Plan
 from .stages import Detector, PoseEstimator, make_preprocessor
-from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes
+from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes, given_detections
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,7 @@ class CpuPipeline:
         to the batch's cost; ``"total"`` is the wall time of the whole call. Every result's
         ``batch`` is one :class:`~.types.BatchInfo` (persons per frame, run sizes)."""
         frames = [as_frame(image) for image in images]
-        given: List[Optional[Detections]] = (list(detections) if detections is not None
-                                             else [None] * len(frames))
-        if len(given) != len(frames):
-            raise ValueError(f"{len(frames)} frames but {len(given)} detections")
+        given = given_detections(detections, len(frames))
         t0 = time.perf_counter()
         times = [StageTimes() for _ in frames]
         info = BatchInfo([0] * len(frames))
