@@ -36,23 +36,30 @@ def sample_photo() -> Path:
     return sample_paths("sample", progress=False)[0]
 
 
+def panning_clip(image, path: Path, frames: int, size: tuple, scale: float, step: float,
+                 min_bytes: int) -> Path:
+    """A real MP4 (10 fps) of ``image`` scaled by ``scale`` into ``size`` (W, H), panning
+    ``step`` px a frame (edges replicated)."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size)
+    for i in range(frames):
+        shift = np.float32([[scale, 0, step * (i - frames // 2)], [0, scale, 0]])
+        writer.write(cv2.warpAffine(image, shift, size, borderMode=cv2.BORDER_REPLICATE))
+    writer.release()
+    assert path.stat().st_size > min_bytes, "OpenCV wrote no video"
+    return path
+
+
 @pytest.fixture(scope="session")
 def sample_clip(sample_photo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real MP4 file (8 frames, 640x480, 10 fps) made from the packaged photo panning 6 px a
     frame: a video for tests that need one but not a particular one (no mirror needed)."""
     cv2 = pytest.importorskip("cv2")
-    import numpy as np
-
     image = cv2.imread(str(sample_photo))
-    h, w = image.shape[:2]
     path = tmp_path_factory.mktemp("clip") / "sample_clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
-    for i in range(8):
-        shift = np.float32([[1, 0, 6 * i - 24], [0, 1, 0]])
-        writer.write(cv2.warpAffine(image, shift, (w, h), borderMode=cv2.BORDER_REPLICATE))
-    writer.release()
-    assert path.stat().st_size > 10_000, "OpenCV wrote no video"
-    return path
+    return panning_clip(image, path, 8, (image.shape[1], image.shape[0]), 1.0, 6, 10_000)
 
 
 @pytest.fixture(scope="session")
@@ -61,17 +68,9 @@ def service_clip(sample_photo: Path, tmp_path_factory: pytest.TempPathFactory) -
     packaged photo (x 0-427, y 100-420: four children) at 3/4 scale, panning 3 px a frame;
     cheap enough to loop."""
     cv2 = pytest.importorskip("cv2")
-    import numpy as np
-
     image = cv2.imread(str(sample_photo))[100:420, :427]
     path = tmp_path_factory.mktemp("service_clip") / "service_clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
-    for i in range(10):
-        shift = np.float32([[0.75, 0, 3 * i - 15], [0, 0.75, 0]])
-        writer.write(cv2.warpAffine(image, shift, (320, 240), borderMode=cv2.BORDER_REPLICATE))
-    writer.release()
-    assert path.stat().st_size > 5_000, "OpenCV wrote no video"
-    return path
+    return panning_clip(image, path, 10, (320, 240), 0.75, 3, 5_000)
 
 
 @pytest.fixture(scope="session", autouse=True)
