@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Deque, Optional, Tuple
 from .errors import DependencyError, EngineError
 
 if TYPE_CHECKING:
+    import tensorrt as trt
+
     from .engine_meta import EngineMetadata
 
 log = logging.getLogger(__name__)
@@ -208,7 +210,7 @@ def init_plugins() -> None:
     _PLUGINS = True
 
 
-def make_runtime(meta: EngineMetadata, features: TrtFeatures) -> Any:
+def make_runtime(meta: EngineMetadata, features: TrtFeatures) -> trt.Runtime:
     """A ``trt.Runtime`` set up for the engine ``meta`` describes: TensorRT's plugins registered,
     the sidecar's DLA core, and host code allowed for a version-compatible engine (TensorRT >= 10:
     such a plan carries the lean runtime it runs on)."""

@@ -105,5 +105,5 @@ def inspect_plan(plan: bytes, meta: EngineMetadata, features: TrtFeatures) -> st
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise EngineError("TensorRT could not deserialize the engine it just built")
-    inspector = engine.create_engine_inspector()
+    inspector: trt.EngineInspector = engine.create_engine_inspector()  # 8.5's stub: Any
     return str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
