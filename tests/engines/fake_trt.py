@@ -114,6 +114,7 @@ def fake_tensorrt(release: str, numpy_module: Any = None) -> types.ModuleType:
     trt.nptype = _nptype_85(trt, numpy_module or Numpy124()) if release == "8.5" else \
         _nptype_10(trt)
     trt.TensorIOMode = _enum("TensorIOMode", ("NONE", "INPUT", "OUTPUT"))
+    trt.LayerInformationFormat = _enum("LayerInformationFormat", ("ONELINE", "JSON"))
     trt.Dims = Dims
     trt.ILogger = type("ILogger", (), {"__init__": lambda self: None})
     trt.IOutputAllocator = IOutputAllocator
@@ -142,9 +143,15 @@ def _nptype_10(trt: Any) -> Any:
     return nptype
 
 
+#: How a version-compatible plan starts here: TensorRT loads the lean runtime embedded in it
+#: only when ``engine_host_code_allowed`` is set, else deserialization returns None.
+VC_PLAN = b"vc-plan"
+
+
 def runtime_class(trt: Any, engine: Any) -> type:
-    """``trt.Runtime`` whose ``deserialize_cuda_engine`` returns ``engine``; like a pybind11
-    object it takes no attribute its version lacks."""
+    """``trt.Runtime`` whose ``deserialize_cuda_engine`` returns ``engine`` (None for a
+    :data:`VC_PLAN` unless host code is allowed); like a pybind11 object it takes no attribute
+    its version lacks."""
     slots = ["DLA_core", "_logger"] + (["engine_host_code_allowed"] if trt.release != "8.5"
                                        else [])
 
@@ -154,9 +161,14 @@ def runtime_class(trt: Any, engine: Any) -> type:
 
         def __init__(self, logger: Any) -> None:
             self._logger = logger
+            if "engine_host_code_allowed" in slots:
+                self.engine_host_code_allowed = False
 
         def deserialize_cuda_engine(self, blob: bytes) -> Any:
             _typed("deserialize_cuda_engine", (blob, (bytes, bytearray, memoryview)))
+            if bytes(blob).startswith(VC_PLAN) and not getattr(
+                    self, "engine_host_code_allowed", False):
+                return None
             return engine
 
     return Runtime
@@ -221,6 +233,24 @@ class Engine:
 
     def create_execution_context(self) -> Context:
         return Context(self)
+
+    #: What the engine inspector returns (JSON text); None: no inspector; an exception: raised.
+    inspector_output: Any = '{"Layers": []}'
+
+    def create_engine_inspector(self) -> Any:
+        if self.inspector_output is None:
+            return None
+        output, trt = self.inspector_output, self.trt
+
+        class EngineInspector:
+            def get_engine_information(self, format: Any) -> str:
+                _typed("get_engine_information", (format, EnumMember))
+                assert format is trt.LayerInformationFormat.JSON
+                if isinstance(output, BaseException):
+                    raise output
+                return output
+
+        return EngineInspector()
 
 
 class Context:
