@@ -305,3 +305,17 @@ def test_without_cuda_python_every_gpu_line_names_the_extra(here, capsys, monkey
                                              "not installed")
     for name in ("cuda-python", "nvrtc", "gpu"):
         assert by_name[name].endswith("-- fix: pip install 'trt-pose-td[trt]'"), by_name[name]
+
+
+@pytest.mark.parametrize("nvrtc, archs, gpu, status, words", [
+    ((11, 4), [35, 72, 75, 80, 86, 87], (8, 7, 11040), "ok", "this GPU: sm_87 (cubin)"),
+    ((11, 4), [35, 72, 75, 80, 86, 87], (9, 0, 12020), "ok", "compute_87 (PTX, JIT-compiled"),
+    ((12, 6), [50, 87, 89, 90], (10, 0, 12020), "fail", "a CUDA 12.2 driver cannot JIT-compile "
+                                                        "PTX from NVRTC 12.6"),
+    ((11, 4), [35, 87], (1, 0, 11040), "fail", "NVRTC supports 35..87, not compute 1.0"),
+])
+def test_nvrtc_against_this_gpu(nvrtc, archs, gpu, status, words):
+    facts = Facts(cuda_python="11.8.2 (cuda.cuda)", nvrtc=nvrtc, nvrtc_archs=archs,
+                  gpu=dict(_gpu(gpu[2]), major=gpu[0], minor=gpu[1]))
+    check = doctor_checks.check_nvrtc(facts)
+    assert check.status == status and words in check.detail, check

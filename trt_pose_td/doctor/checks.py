@@ -143,6 +143,11 @@ def check_nvrtc(f: Facts) -> Check:
                          "matching this GPU", TRT)
         kind = "cubin" if target.startswith("sm_") else "PTX, JIT-compiled by the driver"
         detail += f"; this GPU: {target} ({kind})"
+        driver = _cuda_version(f)
+        if target.startswith("compute_") and driver is not None and f.nvrtc > driver:
+            return Check("nvrtc", "fail", f"{detail}: a CUDA {driver[0]}.{driver[1]} driver "
+                         f"cannot JIT-compile PTX from NVRTC {f.nvrtc[0]}.{f.nvrtc[1]}",
+                         "use the NVRTC of the device's CUDA (JetPack's) or a newer driver", TRT)
     return Check("nvrtc", "ok", detail)
 
 
