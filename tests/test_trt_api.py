@@ -1,6 +1,9 @@
 import sys
 from dataclasses import replace
+from types import SimpleNamespace
+from typing import List
 
+import numpy as np
 import pytest
 
 from trt_pose_td.errors import DependencyError, EngineError
@@ -119,3 +122,67 @@ def test_runtime_follows_the_sidecar(monkeypatch):
     with pytest.raises(EngineError, match=r"DLA core 2, this device has 2 DLA core\(s\); "
                                           "rebuild: trt-pose-td build"):
         trt_api.make_runtime(replace(meta, dla_core=2), TrtFeatures.parse("10.3.0"))
+
+
+def stub_members(stub_set: str, cls: str) -> List[str]:
+    """The members a stub set's ``class <cls>`` (a pybind11 enum) declares, in file order."""
+    import ast
+
+    from tests.build.test_trt_typecheck import stubs_root
+
+    root = stubs_root()
+    if root is None:
+        pytest.skip("no TensorRT stubs: set TRT_POSE_TD_MIRROR to the data mirror")
+    files = [p for p in (root / stub_set).rglob("tensorrt.pyi")]
+    assert len(files) == 1, files
+    tree = ast.parse(files[0].read_text())
+    (node,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls]
+    return [n.target.id for n in node.body if isinstance(n, ast.AnnAssign)
+            and isinstance(n.target, ast.Name) and "ClassVar" in ast.dump(n.annotation)
+            and not n.target.id.startswith("__")]
+
+
+@pytest.mark.parametrize("stub_set", ["tensorrt-8.5", "tensorrt-10.3", "tensorrt-10.16"])
+def test_every_data_type_of_every_stub_is_mapped_or_refused(stub_set):
+    """Our own TensorRT -> numpy dtype map, against every DataType member each stub set lists:
+    a member a new TensorRT adds fails here until it is mapped or refused."""
+    from tests.engines.fake_trt import DATA_TYPES
+    from trt_pose_td.trt_api import NO_NUMPY_DTYPE, NUMPY_DTYPES, numpy_dtype
+
+    members = stub_members(stub_set, "DataType")
+    assert {"FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8"} <= set(members)
+    assert sorted(members) == sorted(DATA_TYPES[stub_set.split("-")[1]])  # the fakes agree
+    unknown = [m for m in members if m not in NUMPY_DTYPES and m not in NO_NUMPY_DTYPE]
+    assert not unknown, f"{stub_set}: DataType {unknown} neither mapped nor refused"
+    assert not set(NUMPY_DTYPES) & set(NO_NUMPY_DTYPE)
+    for name in members:
+        member = SimpleNamespace(name=name)  # a pybind11 enum member: .name is the key
+        if name in NUMPY_DTYPES:
+            dtype = numpy_dtype(member)
+            assert dtype == np.dtype(NUMPY_DTYPES[name]) and isinstance(dtype, np.dtype)
+        else:
+            with pytest.raises(EngineError, match=rf"^TensorRT type {name} \(.+\) has no numpy "
+                                                  "equivalent; rebuild the engine with "
+                                                  "float32/float16 inputs and outputs$"):
+                numpy_dtype(member)
+
+
+def test_dtype_map_values_and_names_from_str():
+    from trt_pose_td.trt_api import numpy_dtype
+
+    expected = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
+                "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8}
+    for name, kind in expected.items():
+        assert numpy_dtype(SimpleNamespace(name=name)).type is kind
+    assert numpy_dtype("DataType.HALF") == np.float16  # str() of a member when .name is absent
+    with pytest.raises(EngineError, match="unknown TensorRT data type 'FP2'"):
+        numpy_dtype(SimpleNamespace(name="FP2"))
+
+
+@pytest.mark.parametrize("stub_set", ["tensorrt-8.5", "tensorrt-10.3", "tensorrt-10.16"])
+def test_tactic_sources_exist_in_every_stub(stub_set):
+    """The builder reads tactic sources by name (``getattr(trt.TacticSource, name)``), which mypy
+    cannot check: every name must be a member in each version."""
+    from trt_pose_td.build.options import TACTIC_SOURCES
+
+    assert set(TACTIC_SOURCES) <= set(stub_members(stub_set, "TacticSource"))

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Deque, Optional, Tuple
 from .errors import DependencyError, EngineError
 
 if TYPE_CHECKING:
+    import tensorrt as trt
+
     from .engine_meta import EngineMetadata
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,33 @@ class TrtFeatures:
 
     def __str__(self) -> str:
         return str(self.version)
+
+
+#: TensorRT ``DataType`` member name -> the numpy dtype of a host buffer for it. Keyed by name:
+#: the members differ between versions (8.5: FLOAT HALF INT8 INT32 BOOL UINT8; 10.x adds INT64,
+#: BF16, FP8, INT4; 10.16 FP4, E8M0) and so do their integer values. TensorRT's own numpy-type
+#: helper is never called: 8.5's builds its table with ``np.bool`` on every call, which raises
+#: AttributeError under numpy 1.24-1.26 for every type, FLOAT included (TensorRT #2557).
+NUMPY_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT8": "int8", "INT32": "int32",
+                "INT64": "int64", "BOOL": "bool", "UINT8": "uint8"}
+#: DataType members numpy has no dtype for (refused with :class:`EngineError`): what they are.
+NO_NUMPY_DTYPE = {"BF16": "bfloat16", "FP8": "8-bit float", "INT4": "packed 4-bit integer",
+                  "FP4": "packed 4-bit float", "E8M0": "8-bit exponent-only float"}
+
+
+def numpy_dtype(trt_type: Any) -> Any:
+    """The ``numpy.dtype`` for a TensorRT ``DataType`` (any version from 8.5);
+    :class:`EngineError` for a type numpy cannot hold (BF16, FP8, INT4, FP4, E8M0) or one this
+    package does not know, saying to rebuild with float32/float16 I/O."""
+    import numpy as np
+
+    name = str(getattr(trt_type, "name", "") or str(trt_type).rpartition(".")[2])
+    if name in NUMPY_DTYPES:
+        return np.dtype(NUMPY_DTYPES[name])
+    what = NO_NUMPY_DTYPE.get(name)
+    kind = f"TensorRT type {name} ({what}) has no numpy equivalent" if what else \
+        f"unknown TensorRT data type {name!r}"
+    raise EngineError(f"{kind}; rebuild the engine with float32/float16 inputs and outputs")
 
 
 def import_tensorrt() -> Any:
@@ -181,7 +210,7 @@ def init_plugins() -> None:
     _PLUGINS = True
 
 
-def make_runtime(meta: EngineMetadata, features: TrtFeatures) -> Any:
+def make_runtime(meta: EngineMetadata, features: TrtFeatures) -> trt.Runtime:
     """A ``trt.Runtime`` set up for the engine ``meta`` describes: TensorRT's plugins registered,
     the sidecar's DLA core, and host code allowed for a version-compatible engine (TensorRT >= 10:
     such a plan carries the lean runtime it runs on)."""

@@ -101,6 +101,11 @@ def test_engine_options_say_what_the_engine_depends_on():
      "GPU NVIDIA H100 80GB HBM3 .* has no DLA"),
     (BuildOptions(dla_core=2), make_env("10.3.0", "Orin", "8.7", dla=2), "numbered 0..1"),
     (BuildOptions(dla_core=0, precision="fp32"), make_env("10.3.0"), "FP16 or INT8 only"),
+    (BuildOptions(dla_core=0), make_env("8.5.2.2", "Orin", "8.7", dla=2),
+     r"--dla-core: DLA runs static shapes only .* the pose profile 1,8,32 \(--pose-batch\) is "
+     r"dynamic.*--only detector --dla-core N"),
+    (BuildOptions(dla_core=0, only="detector", det_batch=BatchRange(1, 2, 4)),
+     make_env("10.3.0", "Orin", "8.7", dla=2), r"the detector profile 1,2,4 \(--det-batch\)"),
 ])
 def test_requests_this_tensorrt_or_gpu_cannot_honour(opts, env, message):
     with pytest.raises(ConfigError, match=message) as exc:
@@ -113,7 +118,8 @@ def test_requests_this_tensorrt_or_gpu_cannot_honour(opts, env, message):
     (BuildOptions(precision="int8", int8_mode="calibrator"), "8.5.2.2"),
     (BuildOptions(precision="int8", int8_mode="qdq"), "11.0.0"),
     (BuildOptions(precision="fp32", strongly_typed=True), "10.3.0"),
-    (BuildOptions(precision="fp16", dla_core=1, version_compatible=True), "10.3.0"),
+    (BuildOptions(precision="fp16", dla_core=1, version_compatible=True, only="detector"),
+     "10.3.0"),
     (BuildOptions(layer_precisions=(LayerPrecision("type:SOFTMAX", "fp32"),)), "8.5.2.2"),
 ])
 def test_requests_that_are_honoured(opts, version):

@@ -24,6 +24,7 @@ PACKAGE = REPO / "trt_pose_td"
 #: stub folder -> whether the TensorRT 10 API branch (TRT10_API) is taken there
 STUB_SETS = {"tensorrt-8.5": False, "tensorrt-10.3": True, "tensorrt-10.16": True}
 IMPORTS_TENSORRT = re.compile(r"^\s*(import tensorrt\b|from tensorrt\b)", re.M)
+IMPORTS_TRT_API = re.compile(r"^\s*from (\.+|trt_pose_td\.)trt_api import", re.M)
 
 CONFIG = """\
 [mypy]
@@ -39,21 +40,33 @@ ignore_errors = True
 ignore_missing_imports = False
 """
 
-# Mistakes mypy must report with every stub set, plus one only the 8.5 API lacks.
+# Mistakes mypy must report with every stub set, plus one only the 8.5 API lacks. Lines 15-16:
+# what our accessors return is typed (an untyped ``Any`` would let any call through unchecked).
 PROBE = """\
-def probe(api10: bool) -> None:
+from typing import Any
+
+
+def probe(api10: bool, meta: Any, features: Any) -> None:
     import tensorrt as trt
 
-    trt.BuilderFlag.NOT_A_FLAG  # line 4: always wrong
+    from trt_pose_td.trt_api import make_runtime
+
+    trt.BuilderFlag.NOT_A_FLAG  # line 9: always wrong
     builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
     builder.create_builder_config().set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, "1")
-    trt.BuilderFlag.VERSION_COMPATIBLE  # line 7: not in TensorRT 8.5
+    trt.BuilderFlag.VERSION_COMPATIBLE  # line 12: not in TensorRT 8.5
+    runtime = make_runtime(meta, features)
+    engine = runtime.deserialize_cuda_engine(b"plan")
+    runtime.not_a_method()  # line 15: make_runtime returns a typed trt.Runtime
+    engine.get_profile_shape(0, "image")  # line 16: the binding API, gone from TensorRT 10
     TRT10_API = api10
     if TRT10_API:
         trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED  # 10.x branch: fine
     else:
         trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH
 """
+#: The probe lines mypy must report: always, and only against the 8.5 stubs / only against 10.x.
+PROBE_ALWAYS, PROBE_ONLY_85, PROBE_ONLY_10 = [9, 11, 15], [12], [16]
 
 
 def stubs_root() -> Optional[Path]:
@@ -70,14 +83,21 @@ def stubs_root() -> Optional[Path]:
 
 
 def tensorrt_modules() -> List[Path]:
-    """Every package module with an ``import tensorrt`` (at any level, incl. TYPE_CHECKING)."""
-    return sorted(p for p in PACKAGE.rglob("*.py") if IMPORTS_TENSORRT.search(p.read_text()))
+    """Every package module that touches TensorRT: an ``import tensorrt`` (at any level, incl.
+    TYPE_CHECKING), an import of :mod:`trt_pose_td.trt_api` (which hands out TensorRT objects),
+    or a place in ``engines/`` or ``build/``."""
+    def touches(path: Path) -> bool:
+        rel = path.relative_to(PACKAGE).as_posix()
+        return rel.startswith(("engines/", "build/")) or rel == "trt_api.py" or bool(
+            IMPORTS_TENSORRT.search(path.read_text()) or IMPORTS_TRT_API.search(path.read_text()))
+    return sorted(p for p in PACKAGE.rglob("*.py") if touches(p))
 
 
 def test_tensorrt_modules_are_discovered():
     names = {p.relative_to(PACKAGE).as_posix() for p in tensorrt_modules()}
     assert {"build/builder.py", "build/calibrator.py", "build/inspect.py", "build/env.py",
-            "trt_api.py", "engines/tensorrt.py"} <= names
+            "build/run.py", "build/jobs.py", "trt_api.py", "engines/tensorrt.py",
+            "engines/trt_profiles.py", "gpu_pipeline.py", "plan.py"} <= names
 
 
 @pytest.mark.parametrize("stub_set", sorted(STUB_SETS))
@@ -101,4 +121,5 @@ def test_tensorrt_modules_typecheck_against_the_stubs(stub_set, tmp_path):
     ours = [line for line in errors if "trt_probe.py" not in line]
     assert not ours, f"{stub_set}:\n" + "\n".join(ours)
     probe_lines = sorted(int(line.split(":")[1]) for line in errors if "trt_probe.py" in line)
-    assert probe_lines == ([4, 6] if api10 else [4, 6, 7]), proc.stdout
+    assert probe_lines == sorted(PROBE_ALWAYS + (PROBE_ONLY_10 if api10 else PROBE_ONLY_85)), \
+        proc.stdout

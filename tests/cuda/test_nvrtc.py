@@ -96,3 +96,19 @@ def test_precompile_command(tmp_path, capsys):
     assert "NVRTC" in out and out.count("sm_87") >= 2 and out.count("compute_87") >= 2
     assert len(list(tmp_path.glob("*.cubin"))) == 2 and len(list(tmp_path.glob("*.ptx"))) == 2
     assert main(["precompile", "--arch", "sm_87x", "--cache-dir", str(tmp_path)]) == 2
+
+
+#: What NVRTC 11.4 (JetPack 5's CUDA) reports from nvrtcGetSupportedArchs (cupy PR #5434).
+NVRTC_11_4_ARCHS = [35, 37, 50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87]
+
+
+def test_targets_an_older_nvrtc_cannot_compile_are_named_before_compiling():
+    """JetPack 5's NVRTC 11.4 stops at compute 8.7: the default targets (Xavier, Orin) pass, an
+    sm_90 request is one ConfigError naming what it supports."""
+    nvrtc.check_targets(nvrtc.DEFAULT_TARGETS, NVRTC_11_4_ARCHS, (11, 4))
+    with pytest.raises(ConfigError, match=r"^NVRTC 11\.4 cannot compile for sm_90, compute_89: "
+                                          r"it supports compute 35\.\.87 \(35, 37, .*, 87\); "
+                                          "drop that --arch or use a newer NVRTC$"):
+        nvrtc.check_targets(["sm_87", "sm_90", "compute_89"], NVRTC_11_4_ARCHS, (11, 4))
+    assert nvrtc.target_for(8, 7, NVRTC_11_4_ARCHS) == "sm_87"
+    assert nvrtc.target_for(9, 0, NVRTC_11_4_ARCHS) == "compute_87"  # PTX for the driver's JIT

@@ -9,6 +9,7 @@ of its first input (what its kernel reads: an INT8 convolution reads Int8), else
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from ..errors import EngineError
 if TYPE_CHECKING:
     from ..engine_meta import EngineMetadata
     from ..trt_api import TrtFeatures
+
+log = logging.getLogger(__name__)
 
 _TYPE_WORDS = {
     "FP32": "fp32", "Float": "fp32", "FP16": "fp16", "Half": "fp16", "BF16": "bf16",
@@ -96,7 +99,12 @@ def int8_collapse(layers: Sequence[LayerPrecisionInfo], precision: str) -> Optio
 
 def inspect_plan(plan: bytes, meta: EngineMetadata, features: TrtFeatures) -> str:
     """The engine inspector's JSON for a serialized engine (deserializes it on this GPU, with the
-    runtime its sidecar ``meta`` asks for: DLA core, version compatibility)."""
+    runtime its sidecar ``meta`` asks for: DLA core, and host code allowed for a
+    version-compatible plan, whose embedded lean runtime TensorRT refuses to load otherwise).
+
+    The engine is already written when this runs: an inspector TensorRT does not provide
+    (``create_engine_inspector`` returning None), that raises, or that returns nothing gives
+    ``{"Layers": []}`` and a warning, not a failed build."""
     import tensorrt as trt
 
     from ..trt_api import make_runtime
@@ -105,5 +113,15 @@ def inspect_plan(plan: bytes, meta: EngineMetadata, features: TrtFeatures) -> st
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise EngineError("TensorRT could not deserialize the engine it just built")
-    inspector = engine.create_engine_inspector()
-    return str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    try:
+        inspector: Optional[trt.EngineInspector] = engine.create_engine_inspector()
+        text = "" if inspector is None else \
+            str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+    except RuntimeError as exc:  # TensorRT's C++ errors arrive as RuntimeError
+        log.warning("engine inspector failed (%s): layer precisions unknown", exc)
+        text = ""
+    if not text.strip():
+        log.warning("TensorRT gave no engine inspector output for this %sengine: layer "
+                    "precisions unknown", "version-compatible " if meta.version_compatible else "")
+        return json.dumps({"Layers": []})
+    return text

@@ -249,6 +249,7 @@ def check_supported(opts: BuildOptions, env: BuildEnv) -> None:
                           "Build on the device's own TensorRT instead")
     if opts.dla_core is not None:
         check_dla(opts.dla_core, opts.precision, env)
+        check_dla_shapes(opts)
 
 
 def check_dla(core: int, precision: str, env: BuildEnv) -> None:
@@ -263,3 +264,20 @@ def check_dla(core: int, precision: str, env: BuildEnv) -> None:
     if precision == "fp32":
         raise ConfigError("DLA runs FP16 or INT8 only: use --precision fp16 or int8 with "
                           "--dla-core")
+
+
+def check_dla_shapes(opts: BuildOptions) -> None:
+    """DLA takes no dynamic dimensions (TensorRT, "DLA Supported Layers and Restrictions": a
+    profile's min, opt and max must be equal, and the run must use exactly that shape). With GPU
+    fallback on, a dynamic batch profile would put every layer on the GPU without a word, so the
+    keypoint engine's (1, 8, 32) is refused instead; its runs take 1..max persons, which no static
+    profile covers."""
+    for role in opts.roles:
+        dynamic = [str(b) for b in opts.batches(role) if b.min != b.max]
+        if dynamic:
+            name = "--det-batch" if role == "detector" else "--pose-batch"
+            raise ConfigError(f"--dla-core: DLA runs static shapes only (min = opt = max), the "
+                              f"{role} profile {', '.join(dynamic)} ({name}) is dynamic, so "
+                              "TensorRT would place every layer on the GPU. Put the detector on "
+                              "DLA (--only detector --dla-core N, batch 1) and build the keypoint "
+                              "engine without --dla-core")

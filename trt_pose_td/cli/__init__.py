@@ -17,11 +17,12 @@ from .. import __version__
 from ..errors import TrtPoseError
 
 #: Subcommand modules in --help order.
-COMMANDS = ("fetch", "run", "bench", "eval", "quantize", "serve", "healthcheck", "build",
-            "precompile")
+COMMANDS = ("doctor", "fetch", "run", "bench", "eval", "quantize", "serve", "healthcheck",
+            "build", "precompile")
 
 #: The exit-status line each subcommand's --help ends with (what 1 means, where it is used).
 PARTIAL = {
+    "doctor": "1 the pipeline's backend cannot run here (the FAIL lines say why and how to fix it)",
     "run": "1 some images of a folder or glob could not be read (the others were written)",
     "eval": "1 the --compare gate failed (AP fell more than --max-drop below the baseline)",
     "serve": "1 too many frames failed in a row (systemd restarts the service)",

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DependencyError
 from .driver import CudaError, check, cuda_module
 
 log = logging.getLogger(__name__)
@@ -41,17 +41,33 @@ def _nvrtc() -> Any:
     return cuda_module("nvrtc", "nvrtc")
 
 
-def nvrtc_version() -> Tuple[int, int]:
-    """(major, minor) of the NVRTC library cuda-python loads; DependencyError without one."""
+def _install_hint(nvrtc: Any) -> str:
+    """How to get the NVRTC library the loaded cuda-python looks for."""
+    if not getattr(nvrtc, "__name__", "").startswith("cuda.bindings"):  # cuda-python 11.8
+        return ("cuda-python 11.8 loads libnvrtc.so.11.2: on JetPack 5 it comes with CUDA 11.4 "
+                "(apt install cuda-nvrtc-11-4; /usr/local/cuda/lib64 on the library path)")
+    return "install it with: pip install nvidia-cuda-nvrtc-cu12 (or use the CUDA toolkit's)"
+
+
+def _call(name: str, *args: Any) -> Any:
+    """``nvrtc.<name>(*args)`` with its status checked (:func:`~.driver.check`).
+
+    cuda-python loads the NVRTC library on the first call and raises when it cannot: before 12.6
+    ``RuntimeError: Function "nvrtcX" not found``, from 12.9 ``DynamicLibNotFoundError`` (also a
+    RuntimeError). Both become one :class:`DependencyError` naming the install step, whichever
+    function is called first (``Kernels`` starts with :func:`supported_archs`)."""
     nvrtc = _nvrtc()
     try:
-        major, minor = check(*nvrtc.nvrtcVersion())
+        result = getattr(nvrtc, name)(*args)
     except (RuntimeError, OSError) as exc:
-        from ..errors import DependencyError
-
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DependencyError(f"NVRTC not found ({first}); install it with: pip install "
-                              "nvidia-cuda-nvrtc-cu12 (or use the CUDA toolkit's)") from None
+        raise DependencyError(f"NVRTC not found ({first}); {_install_hint(nvrtc)}") from None
+    return check(*result)
+
+
+def nvrtc_version() -> Tuple[int, int]:
+    """(major, minor) of the NVRTC library cuda-python loads; DependencyError without one."""
+    major, minor = _call("nvrtcVersion")
     return int(major), int(minor)
 
 
@@ -64,9 +80,21 @@ def parse_target(target: str) -> Tuple[str, int]:
 
 
 def supported_archs() -> List[int]:
-    """Compute capabilities this NVRTC can target, e.g. [50, ..., 87, 89, 90]."""
-    nvrtc = _nvrtc()
-    return sorted(int(a) for a in check(*nvrtc.nvrtcGetSupportedArchs()))
+    """Compute capabilities this NVRTC can target, e.g. [35, ..., 86, 87] for NVRTC 11.4
+    (JetPack 5), [50, ..., 87, 89, 90] for 12.x; DependencyError without NVRTC."""
+    return sorted(int(a) for a in _call("nvrtcGetSupportedArchs"))
+
+
+def check_targets(targets: Sequence[str], supported: Sequence[int],
+                  version: Tuple[int, int]) -> None:
+    """:class:`ConfigError` naming the targets this NVRTC cannot compile for (e.g. ``sm_90`` on
+    NVRTC 11.4, which stops at 87), before any compile error does."""
+    bad = [t for t in targets if parse_target(t)[1] not in supported]
+    if bad:
+        raise ConfigError(f"NVRTC {version[0]}.{version[1]} cannot compile for "
+                          f"{', '.join(bad)}: it supports compute {supported[0]}..{supported[-1]}"
+                          f" ({', '.join(str(a) for a in supported)}); drop that --arch or use "
+                          "a newer NVRTC")
 
 
 def target_for(major: int, minor: int, supported: Sequence[int]) -> str:
@@ -96,8 +124,8 @@ def compile_source(source: str, name: str, target: str,
     Raises :class:`CudaError` with NVRTC's log on a compile error.
     """
     kind, _ = parse_target(target)
+    prog = _call("nvrtcCreateProgram", source.encode(), name.encode(), 0, [], [])
     nvrtc = _nvrtc()
-    prog = check(*nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []))
     try:
         opts = [f"--gpu-architecture={target}".encode()] + [o.encode() for o in options]
         (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
@@ -184,6 +212,7 @@ def precompile(targets: Iterable[str], cache_dir: Optional[Path] = None,
     targets = list(targets)
     for target in targets:
         parse_target(target)
+    check_targets(targets, supported_archs(), nvrtc_version())
     rows = []
     for target in targets:
         for name in KERNEL_SOURCES:

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import EngineError
 from ..models import ModelSpec
-from ..trt_api import TrtFeatures, detect, make_runtime
+from ..trt_api import TrtFeatures, detect, make_runtime, numpy_dtype
 from .base import Engine, TensorSpec, check_contract
 from .trt_profiles import ProfileSet, Range, Shape, as_shape, size_mismatch, volume
 
@@ -156,10 +156,9 @@ class TrtEngine(Engine):
             if engine.is_shape_inference_io(name):
                 raise EngineError(f"{self.source}: shape tensor {name!r} is not supported")
             try:
-                dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-            except TypeError as exc:
-                raise EngineError(f"{self.source}: tensor {name!r} has a type numpy cannot hold "
-                                  f"({exc}); rebuild with float32/float16 I/O") from None
+                dtype = numpy_dtype(engine.get_tensor_dtype(name))
+            except EngineError as exc:
+                raise EngineError(f"{self.source}: tensor {name!r}: {exc}") from None
             spec = TensorSpec(name, as_shape(engine.get_tensor_shape(name)), dtype)
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 self._inputs[name] = spec
@@ -375,6 +374,7 @@ class TrtEngine(Engine):
             return
         self._closed = True
         try:
+            self._device.make_current()  # close() may run on a thread that never bound it
             if self._stream is not None:
                 self._stream.synchronize()
         finally:
