@@ -1,8 +1,10 @@
 """The ONNX parser check, rule by rule, on tiny generated graphs (tests/models/parser_fixtures.py):
 every rule fires on its graph and stays quiet on the graph (or the TensorRT version) the docs
-allow; plus the operator table itself."""
+allow; plus the operator table itself and its rendering in docs/engines.md."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,8 @@ from tests.models.parser_fixtures import CASES, case_model, op_model
 from trt_pose_td.build import parser_table
 from trt_pose_td.build.parser_check import check_model
 from trt_pose_td.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -85,3 +89,9 @@ def test_table_for_refuses_old_and_malformed_versions():
     with pytest.raises(ConfigError, match="not a TensorRT version"):
         parser_table.table_for("ten")
 
+
+def test_docs_show_the_table_as_rendered_from_the_data():
+    docs = (REPO / "docs" / "engines.md").read_text()
+    rendered = parser_table.render_markdown()
+    assert rendered in docs, "docs/engines.md is stale: paste parser_table.render_markdown()"
+    assert "| `TopK` | Y (FP32, FP16) | Y (FP32, FP16, BF16, INT32, INT64) |" in rendered
