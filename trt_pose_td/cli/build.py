@@ -38,6 +38,7 @@ examples:
   trt-pose-td build --only pose --pose-batch 1,8,32 --pose-batch 1,1,4 --max-batch 32
   trt-pose-td build --only detector --det-size 416 --dla-core 0     # Jetson AGX/NX only
   trt-pose-td build --no-cublas-cudnn -v                  # TensorRT without cuBLAS/cuDNN libs
+  trt-pose-td build --check-only --parser-check 8.5       # will JetPack 5's parser take them?
 see docs/engines.md"""
 
 
@@ -72,6 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _add_shape_args(p, d)
     _add_builder_args(p)
     _add_calibration_args(p, d)
+    _add_parser_check_args(p)
     g = p.add_argument_group("output")
     g.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="engine folder (default: ~/.cache/trt_pose_td/engines, or "
@@ -134,6 +136,17 @@ def _add_calibration_args(p: argparse.ArgumentParser, d: BuildOptions) -> None:
                    help="calibration method of the Q/DQ quantizer (default: its own)")
 
 
+def _add_parser_check_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("ONNX parser check (docs/engines.md)")
+    g.add_argument("--parser-check", default="auto", metavar="VERSION|auto|none",
+                   help="before any TensorRT work, refuse a model whose nodes this TensorRT's "
+                        "ONNX parser rejects per onnx-tensorrt's operator docs (auto: the "
+                        "installed TensorRT, else 8.5, the oldest supported)")
+    g.add_argument("--check-only", action="store_true",
+                   help="only run that check: print every model's verdict per TensorRT "
+                        "version and the nodes named, build nothing (needs no TensorRT)")
+
+
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
     """The :class:`BuildOptions` of parsed build arguments (:class:`ConfigError` when invalid)."""
     tactics = args.tactic_sources
@@ -175,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(Path(opts.output), "--output")
     if opts.verbose and logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO if opts.verbose == 1 else logging.DEBUG)
+    if _parser_check(args, opts):
+        return 0
     reports = run_build(opts)
     rows = []
     for r in reports:
@@ -191,6 +206,22 @@ def run(args: argparse.Namespace) -> int:
         for warning in r.warnings:
             print(f"warning: {r.job.engine.name}: {warning}", file=sys.stderr)
     return 0
+
+
+def _parser_check(args: argparse.Namespace, opts: BuildOptions) -> bool:
+    """The ONNX parser check (one-line error when the target refuses a model); True when
+    --check-only asked for nothing else."""
+    from ..build.parser_gate import SUMMARY_HEADER, parser_gate
+
+    gate = parser_gate(opts, args.parser_check, required=args.check_only)
+    if gate is not None and args.check_only:
+        print(format_table(SUMMARY_HEADER, gate.summary_rows(),
+                           title=f"ONNX parser check, target {gate.label}"))
+        for line in gate.finding_lines():
+            print(line)
+    if gate is not None:
+        gate.raise_refused()
+    return bool(args.check_only)
 
 
 def main(argv: Optional[List[str]] = None, prog: str = "build_engines.py") -> int:
