@@ -2,12 +2,14 @@
 
 :class:`BuildEnv` is plain data so every decision that depends on it (INT8 path, DLA, version
 compatibility) can be tested without a GPU; :func:`detect_env` fills it on the build machine
-(the GPU through :mod:`trt_pose_td.cuda.driver`, TensorRT through :mod:`trt_pose_td.trt_api`).
+(the GPU through :mod:`trt_pose_td.cuda.driver`, TensorRT through :mod:`trt_pose_td.trt_api`);
+:func:`device_memory` is what the builder asks before each engine.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Tuple
 
 from ..trt_api import TrtFeatures
 
@@ -34,3 +36,12 @@ def detect_env() -> BuildEnv:
         info = device.info
         builder = trt.Builder(trt_logger())
         return BuildEnv(features, info.name, info.compute_capability, int(builder.num_DLA_cores))
+
+
+def device_memory(ordinal: int = 0) -> Tuple[int, int]:
+    """(free, total) bytes of GPU ``ordinal`` now (``cuMemGetInfo``; on a Jetson the DRAM it
+    shares with the CPU, swap not counted)."""
+    from ..cuda.driver import Device
+
+    with Device(ordinal) as device:
+        return device.memory_info()
