@@ -191,42 +191,45 @@ class _Session:
                 log.debug("kernel self-test clean-up: %s", exc)
 
 
-def _warp(kernels: Any, s: _Session, dtype: Any) -> Tuple[np.ndarray, np.ndarray, float]:
+Result = Tuple[np.ndarray, np.ndarray, float]  # (kernel output, twin output, relative tolerance)
+
+
+def _warp(kernels: Any, s: _Session, dtype: Any) -> Result:
     frame, affines, (w, h), mean, std = warp_case()
-    out = s.output(3 * h * w * np.dtype(dtype).itemsize, NAN32 if dtype == np.float32
-                   else NAN16X2)
+    half = np.dtype(dtype) == np.float16
+    out = s.output(3 * h * w * np.dtype(dtype).itemsize, NAN16X2 if half else NAN32)
     kernels.warp(s.stream, s.upload(frame), (frame.shape[1], frame.shape[0]), frame.shape[1] * 3,
                  s.upload(twins.warp_params(affines)), 1, out.ptr, (w, h), mean, std, "rgb",
                  7.0, dtype, out.nbytes)
     want = twins.warp_batch_twin(frame, affines, (w, h), mean, std, "rgb", 7.0, dtype)
-    return s.download(out, dtype, want.shape), want, 0.0 if dtype == np.float32 \
-        else WARP_F16_RELATIVE
+    return s.download(out, dtype, want.shape), want, WARP_F16_RELATIVE if half else 0.0
 
 
-def _heatmaps(kernels: Any, s: _Session) -> Tuple[np.ndarray, np.ndarray, float]:
+def _keypoints(s: _Session, out: Any, kpts: np.ndarray, scores: np.ndarray) -> Result:
+    """The decode kernel's (maps, 3) output against the twin's (1, maps, 2) + (1, maps)."""
+    want = np.concatenate([kpts[0], scores[0][:, None]], 1)
+    return s.download(out, np.float32, want.shape), want, 0.0
+
+
+def _heatmaps(kernels: Any, s: _Session) -> Result:
     heatmaps, size = heatmap_case()
     maps = heatmaps.shape[1]
     out = s.output(maps * 3 * 4, NAN32)
     kernels.decode_heatmaps(s.stream, s.upload(heatmaps), maps, heatmaps.shape[2:], size, "dark",
                             out.ptr, 0.5, out.nbytes)
-    kpts, scores = twins.decode_heatmaps_twin(heatmaps, size, "dark", 0.5)
-    want = np.concatenate([kpts[0], scores[0][:, None]], 1)
-    return s.download(out, np.float32, want.shape), want, 0.0
+    return _keypoints(s, out, *twins.decode_heatmaps_twin(heatmaps, size, "dark", 0.5))
 
 
-def _simcc(kernels: Any, s: _Session) -> Tuple[np.ndarray, np.ndarray, float]:
+def _simcc(kernels: Any, s: _Session) -> Result:
     sx, sy = simcc_case()
     maps = sx.shape[1]
     out = s.output(maps * 3 * 4, NAN32)
     kernels.decode_simcc(s.stream, s.upload(sx), sx.shape[2], s.upload(sy), sy.shape[2], maps,
                          2.0, out.ptr, out.nbytes)
-    kpts, scores = twins.decode_simcc_twin(sx, sy, 2.0)
-    want = np.concatenate([kpts[0], scores[0][:, None]], 1)
-    return s.download(out, np.float32, want.shape), want, 0.0
+    return _keypoints(s, out, *twins.decode_simcc_twin(sx, sy, 2.0))
 
 
-CASES: Tuple[Tuple[str, float, Callable[[Any, _Session], Tuple[np.ndarray, np.ndarray, float]]],
-             ...] = (
+CASES: Tuple[Tuple[str, float, Callable[[Any, _Session], Result]], ...] = (
     ("warp_affine_f32", WARP_TOLERANCE, lambda k, s: _warp(k, s, np.float32)),
     ("warp_affine_f16", WARP_TOLERANCE, lambda k, s: _warp(k, s, np.float16)),
     ("decode_heatmaps", DECODE_TOLERANCE, _heatmaps),
