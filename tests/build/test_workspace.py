@@ -251,6 +251,21 @@ def test_the_cli_table_shows_the_workspace(fake, capsys, tmp_path):
     assert "(workspace 1024 of 3000 MiB free)" in out and "(workspace 600 of 1200 MiB free)" in out
 
 
+def test_cuda_module_loading_is_lazy_unless_chosen(monkeypatch):
+    """Set before the build's first CUDA call (detect_env, device_memory); a user's choice
+    stays."""
+    import os
+
+    from trt_pose_td.build.env import lazy_module_loading
+
+    monkeypatch.delenv("CUDA_MODULE_LOADING", raising=False)
+    lazy_module_loading()
+    assert os.environ["CUDA_MODULE_LOADING"] == "LAZY"
+    monkeypatch.setenv("CUDA_MODULE_LOADING", "EAGER")
+    lazy_module_loading()
+    assert os.environ["CUDA_MODULE_LOADING"] == "EAGER"
+
+
 @pytest.mark.gpu
 def test_device_memory_on_a_gpu(cuda_device):
     from trt_pose_td.build.env import device_memory
