@@ -57,8 +57,52 @@ def test_gate_passes_on_the_same_boxes_and_fails_on_a_worse_decoder(baseline, tm
                 "--heatmap-offset", "0.5", "-o", str(tmp_path / "worse"))
     assert worse.returncode == 1, worse.stdout + worse.stderr
     assert "FAIL keypoints.AP" in worse.stdout
-    assert json.loads((tmp_path / "worse" / "summary.json").read_text())["keypoints"]["AP"] < \
+    worse_summary = json.loads((tmp_path / "worse" / "summary.json").read_text())
+    assert worse_summary["keypoints"]["AP"] < \
         json.loads((out / "summary.json").read_text())["keypoints"]["AP"] - 0.005
+    assert worse_summary["gate"]["passed"] is False and worse_summary["gate"]["max_drop"] == 0.5
+    assert worse_summary["gate"]["lines"][0].startswith("FAIL keypoints.AP")
+
+
+def test_keypoint_batch_1_gives_the_results_of_batch_n(baseline, tmp_path):
+    """The reference must not depend on batching (what bench/gpu_check.sh's batch-1 / batch-N
+    gates assume): ONNX Runtime one person per run equals chunks of 8, keypoint for keypoint,
+    and the --compare gate at --max-drop 0 passes."""
+    import collections
+
+    import numpy as np
+
+    out, _ = baseline
+    proc = cli("eval", *FEW, "--keypoint-batch", "1", "--compare", str(out / "summary.json"),
+               "--max-drop", "0", "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "keypoint batch <= 1)" in proc.stdout and "ok   keypoints.AP" in proc.stdout
+    one = json.loads((tmp_path / "summary.json").read_text())
+    many = json.loads((out / "summary.json").read_text())
+    assert (one["config"]["keypoint_batch"], many["config"]["keypoint_batch"]) == (1, 8)
+    assert one["gate"]["passed"] is True and one["keypoints"] == many["keypoints"]
+    runs = [json.loads((d / "keypoint_results.json").read_text()) for d in (tmp_path, out)]
+    persons = collections.Counter(r["image_id"] for r in runs[1])
+    assert max(persons.values()) > 8      # an image whose persons took two chunks of 8
+    kpts = [np.array([r["keypoints"] for r in run]) for run in runs]
+    assert kpts[0].shape == kpts[1].shape and np.abs(kpts[0] - kpts[1]).max() <= 1e-3
+
+
+def test_a_keypoint_engine_beyond_keypoint_batch_is_refused():
+    """TensorRT chunks by the engine profile's max: --keypoint-batch below it is one line
+    naming the engine to build (no GPU here: the pipeline is a plain stand-in object)."""
+    from types import SimpleNamespace
+
+    from trt_pose_td.cli.eval import keypoint_batch
+    from trt_pose_td.errors import ConfigError
+
+    pose = SimpleNamespace(max_batch=32, engine=SimpleNamespace(source="e/pose.fp16.engine"))
+    pipeline = SimpleNamespace(pose=pose)
+    assert keypoint_batch(pipeline, None) == 32 and keypoint_batch(pipeline, 32) == 32
+    with pytest.raises(ConfigError, match=r"--keypoint-batch 1: the keypoint engine "
+                       r"e/pose.fp16.engine runs up to 32 persons per call .* --pose-batch "
+                       r"1,1,1 --output DIR"):
+        keypoint_batch(SimpleNamespace(inner=pipeline), 1)   # a tracked pipeline's inner one
 
 
 def test_ground_truth_boxes_beat_own_boxes(baseline, tmp_path):

@@ -1,9 +1,13 @@
 """ONNX -> serialized TensorRT engine (needs TensorRT and a GPU; type-checked against the 8.5,
 10.3 and 10.16 API stubs, see :mod:`trt_pose_td.trt_api` for the ``TRT10_API`` convention).
 
-One call of :func:`build_plan` per engine: parse the ONNX (the parser's own messages on failure),
-add the optimisation profiles, configure precision / memory pool / tactic sources / timing cache
-/ DLA / version compatibility / INT8 calibrator, build, save the timing cache.
+One call of :func:`build_plan` per engine, one engine after the other: parse the ONNX (the
+parser's own messages on failure), add the optimisation profiles, configure precision / memory
+pool / tactic sources / timing cache / DLA / version compatibility / INT8 calibrator, build, save
+the timing cache. The workspace pool is sized from the device memory free at that moment
+(:func:`~.options.workspace_limit_mib`), and a build that runs out of memory (TensorRT's
+"Could not find any implementation", an out-of-memory error, or no engine and no reason) is one
+line saying so, with the free memory, the workspace and what to do (:func:`build_failure`).
 """
 
 from __future__ import annotations
@@ -26,8 +30,15 @@ from .calibrator import (
     device_staging,
     make_entropy_calibrator,
 )
-from .env import BuildEnv
-from .options import TACTIC_SOURCES, BuildOptions, LayerPrecision, tactic_mask
+from .env import BuildEnv, device_memory
+from .options import (
+    TACTIC_SOURCES,
+    BuildOptions,
+    LayerPrecision,
+    smaller_workspace,
+    tactic_mask,
+    workspace_limit_mib,
+)
 from .profiles import calibration_shapes, engine_profiles
 
 if TYPE_CHECKING:  # the real API for mypy (against the stubs); never imported at run time here
@@ -36,13 +47,22 @@ if TYPE_CHECKING:  # the real API for mypy (against the stubs); never imported a
 log = logging.getLogger(__name__)
 
 
+#: What TensorRT says (lower case) when a build ran out of memory; "could not find any
+#: implementation" is how TensorRT 8.5 - 10 report a build OOM (jetson-first-run A7).
+OOM_SIGNS = ("could not find any implementation", "out of memory", "outofmemory",
+             "insufficient memory", "memory allocation", "could not be allocated", "bad_alloc")
+
+
 @dataclass
 class BuiltPlan:
-    """A serialized engine and what it was built for. inputs: network input dims (-1 dynamic)."""
+    """A serialized engine and what it was built for. inputs: network input dims (-1 dynamic);
+    free_mib / workspace_mib: device memory free before the build, workspace pool it was given."""
 
     plan: bytes
     inputs: Dict[str, List[int]]
     profiles: List[Profile]
+    free_mib: int = 0
+    workspace_mib: int = 0
 
 
 @dataclass(frozen=True)
@@ -199,12 +219,12 @@ def set_tactic_sources(config: trt.IBuilderConfig, spec: Optional[str]) -> None:
         raise ConfigError(f"TensorRT refused the tactic sources {spec!r}")
 
 
-def set_device(config: trt.IBuilderConfig, opts: BuildOptions, env: BuildEnv) -> None:
-    """Memory pool, DLA (with GPU fallback), version compatibility, profiling verbosity."""
+def set_device(config: trt.IBuilderConfig, opts: BuildOptions, env: BuildEnv,
+               workspace_mib: int) -> None:
+    """Workspace pool, DLA (with GPU fallback), version compatibility, profiling verbosity."""
     import tensorrt as trt
 
-    if opts.workspace_mib:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mib << 20)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
     if opts.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = opts.dla_core
@@ -239,9 +259,10 @@ def save_timing_cache(config: trt.IBuilderConfig, path: Optional[Path]) -> None:
 
 
 def configure(builder: trt.Builder, network: trt.INetworkDefinition, opts: BuildOptions,
-              env: BuildEnv, request: PlanRequest, profiles: Sequence[Profile]
-              ) -> trt.IBuilderConfig:
-    """Profiles, precision (flags and pinned layers), tactic sources, device, timing cache."""
+              env: BuildEnv, request: PlanRequest, profiles: Sequence[Profile],
+              workspace_mib: int) -> trt.IBuilderConfig:
+    """Profiles, precision (flags and pinned layers), tactic sources, device (workspace
+    ``workspace_mib``), timing cache."""
     config = builder.create_builder_config()
     add_profiles(builder, config, profiles)
     set_precision(config, opts, env)
@@ -249,35 +270,64 @@ def configure(builder: trt.Builder, network: trt.INetworkDefinition, opts: Build
     if pinned:
         log.info("%d layers pinned by --layer-precision", pinned)
     set_tactic_sources(config, opts.tactic_sources)
-    set_device(config, opts, env)
+    set_device(config, opts, env, workspace_mib)
     attach_timing_cache(config, request.timing_cache)
     return config
 
 
+def build_failure(what: str, errors: Sequence[str], free_mib: int, workspace_mib: int
+                  ) -> EngineError:
+    """The one-line error of a build that gave no engine: out of memory when TensorRT's last
+    errors (or the exception) say so, else TensorRT's own last errors; always with the memory
+    that was free and the workspace the build had."""
+    last = "; ".join(list(errors)[-3:])
+    memory = f"free {free_mib} MiB, workspace {workspace_mib} MiB"
+    advice = (f"close other GPU processes, add swap, or pass --workspace "
+              f"{smaller_workspace(workspace_mib)}")
+    if any(sign in last.lower() for sign in OOM_SIGNS):
+        hint = (" (TensorRT reports a build out of memory this way; with memory to spare it means "
+                "no tactic supports a layer)") if "implementation" in last.lower() else ""
+        return EngineError(f"out of GPU memory while building {what} ({memory}): {advice}. "
+                           f"TensorRT: {last}{hint}")
+    if not last:
+        return EngineError(f"TensorRT could not build {what} and gave no reason ({memory}); a "
+                           f"build that runs out of memory can end like this: {advice}; run with "
+                           "-v for TensorRT's log")
+    return EngineError(f"TensorRT could not build {what} ({memory}): {last}")
+
+
 def build_plan(request: PlanRequest, opts: BuildOptions, env: BuildEnv) -> BuiltPlan:
-    """Parse, configure and build one engine; :class:`EngineError` with TensorRT's errors."""
+    """Parse, configure and build one engine with a workspace sized from the memory free now;
+    :class:`EngineError` with TensorRT's errors (:func:`build_failure`)."""
     import tensorrt as trt
 
     logger = trt_logger(opts.verbose)
     logger.errors.clear()
     init_plugins()
     builder = trt.Builder(logger)
+    free_mib = device_memory()[0] >> 20  # after the builder took its own share
+    workspace = workspace_limit_mib(free_mib << 20, opts.workspace_mib)
+    what = f"the {request.role} engine from {request.onnx.name}"
+    log.info("building %s: %d MiB free, workspace %d MiB", what, free_mib, workspace)
     network = create_network(builder, env, opts.strongly_typed)
     parser = parse_onnx(network, logger, request.onnx)  # owns the weights until the build
     inputs = network_inputs(network)
     profiles = engine_profiles(inputs, opts.batches(request.role), request.size)
-    config = configure(builder, network, opts, env, request, profiles)
+    config = configure(builder, network, opts, env, request, profiles, workspace)
     core, calibrator = None, None
     with ExitStack() as stack:
         if opts.int8 == "calibrator":
             core, shapes = calibrator_for(inputs, request, opts.calib_batch, stack)
             calibrator = set_calibrator(builder, config, core, shapes)
-        plan = builder.build_serialized_network(network, config)
+        try:
+            plan = builder.build_serialized_network(network, config)
+        except MemoryError as exc:  # std::bad_alloc: the host side of a shared-memory Jetson
+            raise build_failure(what, [*logger.errors, f"bad_alloc ({exc})"], free_mib,
+                                workspace) from None
     del parser, calibrator  # TensorRT is done with the weights and the calibration data
     if core is not None and core.error is not None:
         raise core.error
     if plan is None:
-        raise EngineError(f"TensorRT could not build {request.onnx.name}: "
-                          f"{'; '.join(list(logger.errors)[-3:]) or 'see the log above (-v)'}")
+        raise build_failure(what, list(logger.errors), free_mib, workspace)
     save_timing_cache(config, request.timing_cache)
-    return BuiltPlan(host_bytes(plan), inputs, profiles)
+    return BuiltPlan(host_bytes(plan), inputs, profiles, free_mib, workspace)

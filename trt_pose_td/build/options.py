@@ -24,6 +24,27 @@ NO_CUBLAS_CUDNN = "-CUBLAS,-CUBLAS_LT,-CUDNN"
 
 LAYER_PRECISIONS = ("fp32", "fp16")
 
+#: The workspace (TensorRT's scratch pool for tactics) of each engine is this fraction of the
+#: device memory free just before that engine is built, never more than ``--workspace``. The
+#: other half is for what the build needs outside the pool (weights, the builder's own buffers,
+#: the serialized engine) and, on a Jetson, for the CPU, which shares the same DRAM: a build
+#: that takes it all is killed or ends in TensorRT's "Could not find any implementation".
+WORKSPACE_FRACTION = 0.5
+#: Suggested in the out-of-memory message (the maintainers' advice on a Nano 2GB).
+SMALL_WORKSPACE_MIB = 256
+
+
+def workspace_limit_mib(free_bytes: int, limit_mib: Optional[int] = None) -> int:
+    """Workspace (MiB, >= 1) for one engine: :data:`WORKSPACE_FRACTION` of ``free_bytes``
+    (device memory free now), at most ``limit_mib`` (``--workspace``) when given."""
+    auto = int(free_bytes * WORKSPACE_FRACTION) >> 20
+    return max(1, auto if limit_mib is None else min(auto, int(limit_mib)))
+
+
+def smaller_workspace(current_mib: int) -> int:
+    """The ``--workspace`` to suggest after a build ran out of memory at ``current_mib``."""
+    return SMALL_WORKSPACE_MIB if current_mib > SMALL_WORKSPACE_MIB else max(1, current_mib // 2)
+
 
 @dataclass(frozen=True)
 class BatchRange:
@@ -128,7 +149,9 @@ class BuildOptions:
     path follows); only: build just one role; output: engine folder (None: ``cache_dir()/engines``);
     det_size: (W, H) detector input (None: the model's own); det_batch / pose_batches: optimisation
     profiles on the batch axis; max_batch: the largest keypoint batch the runtime will ask for;
-    workspace_mib: memory-pool limit (None: TensorRT's default); timing_cache: file, "auto"
+    workspace_mib: the workspace pool is :data:`WORKSPACE_FRACTION` of the memory free before
+    each engine, at most this (:func:`workspace_limit_mib`);
+    timing_cache: file, "auto"
     (beside the engines, one per TensorRT version and GPU) or "none"; tactic_sources: see
     :func:`parse_tactic_sources`; layer_precisions: :class:`LayerPrecision` rules; calib_*: the
     calibration set (None: the data mirror's coco/calib_train2017).

@@ -41,11 +41,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BuildReport:
-    """What happened to one engine. layers: per-layer precisions (engine inspector)."""
+    """What happened to one engine. layers: per-layer precisions (engine inspector);
+    free_mib / workspace_mib: device memory free before the build and the workspace it had."""
 
     job: EngineJob
     skipped: bool = False
     seconds: float = 0.0
+    free_mib: int = 0
+    workspace_mib: int = 0
     meta: Optional[EngineMetadata] = None
     layers: List[LayerPrecisionInfo] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
@@ -156,7 +159,8 @@ def build_job(job: EngineJob, opts: BuildOptions, env: BuildEnv,
     write_engine(job.engine, built.plan)
     meta = engine_metadata(job, opts, env, onnx_sha, inputs, built.profiles)
     write_metadata(meta, job.engine)
-    report = BuildReport(job, seconds=seconds, meta=meta)
+    report = BuildReport(job, seconds=seconds, meta=meta, free_mib=built.free_mib,
+                         workspace_mib=built.workspace_mib)
     if opts.verbose or opts.precision == "int8":
         report.layers = layer_precisions(inspect_plan(built.plan, meta, env.trt))
         collapse = int8_collapse(report.layers, opts.precision)

@@ -104,7 +104,9 @@ def _add_shape_args(p: argparse.ArgumentParser, d: BuildOptions) -> None:
 def _add_builder_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("builder")
     g.add_argument("--workspace", type=int, default=None, metavar="MIB",
-                   help="memory-pool (workspace) limit in MiB (default: TensorRT's)")
+                   help="upper bound of the workspace (TensorRT's tactic memory pool) in MiB; "
+                        "each engine gets half the device memory free just before it is built, "
+                        "at most this (lower it on 2/4 GB modules, e.g. 256)")
     g.add_argument("--timing-cache", default="auto", metavar="PATH|auto|none",
                    help="timing cache reused across builds (auto: one per TensorRT version and "
                         "GPU in the engine folder)")
@@ -194,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for r in reports:
         size = r.job.engine.stat().st_size / 2**20
-        state = "kept (up to date)" if r.skipped else f"built in {r.seconds:.0f} s"
+        state = "kept (up to date)" if r.skipped else \
+            f"built in {r.seconds:.0f} s (workspace {r.workspace_mib} of {r.free_mib} MiB free)"
         layers = summary_line(r.layers) if r.layers else ""
         rows.append((r.job.role, str(r.job.engine), f"{size:.1f} MiB", state, layers))
         if opts.verbose and r.layers:

@@ -7,7 +7,7 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 from ..assets import path_or_mirror
 from ..errors import ConfigError
@@ -19,6 +19,7 @@ from .common import (
     finite_float,
     format_table,
     nonneg_int,
+    positive_int,
     stage_table,
     unit_float,
 )
@@ -40,13 +41,22 @@ DIR/keypoint_results.json and DIR/detections.json (COCO results; the boxes used,
 --boxes DIR/detections.json to re-run only the keypoint side).
 
 gate: --compare BASELINE/summary.json --max-drop 1.0 exits 1 when keypoint AP is more than 1.0
-AP points (0.010) below the baseline (same image set required).
+AP points (0.010) below the baseline (same image set required); the verdict is written into
+summary.json ("gate").
+
+keypoint batch: --keypoint-batch N makes every keypoint-model run take at most N persons, so
+accuracy can be compared at batch 1 and at batch N (a dynamic batch axis has broken FP16 / INT8
+engines elsewhere). onnxruntime runs chunks of N; tensorrt runs chunks of its keypoint engine's
+profile max, so that max must be <= N (refused otherwise; build one with trt-pose-td build --only
+pose --pose-batch 1 --output DIR). summary.json records the batch used ("keypoint_batch").
 
 examples:
   trt-pose-td eval                                   # dev split from $TRT_POSE_TD_MIRROR
   trt-pose-td eval --boxes gt -o out/eval-gt
   trt-pose-td eval --precision int8 -o out/eval-int8 \\
       --compare out/eval/summary.json --max-drop 1.0
+  trt-pose-td eval --backend onnxruntime --keypoint-batch 1 -o out/eval-b1 \\
+      --compare out/eval/summary.json --max-drop 0
   trt-pose-td eval --images val2017 --annotations person_keypoints_val2017.json \\
       --boxes COCO_val2017_detections_AP_H_56_person.json --score-threshold 0
 """
@@ -87,6 +97,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare-metrics", default="keypoints.AP", metavar="LIST",
                    help="comma-separated summary keys the gate checks (default: %(default)s; "
                         "e.g. keypoints.AP,bbox.AP)")
+    p.add_argument("--keypoint-batch", type=positive_int, default=None, metavar="N",
+                   help="at most N persons per keypoint-model run (onnxruntime: chunks of N; "
+                        "tensorrt: the keypoint engine's profile max must be <= N); recorded "
+                        "in summary.json")
     p.add_argument("--heatmap-offset", type=finite_float, default=None, metavar="CELLS",
                    help="override the keypoint model's heatmap cell -> pixel offset (registry "
                         "decoder option cell_offset: 0 = cell corner, 0.5 = cell centre)")
@@ -95,12 +109,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def keypoint_batch(pipeline: Any, limit: Optional[int]) -> int:
+    """The most persons one keypoint-model run of ``pipeline`` takes; :class:`ConfigError` when
+    that exceeds ``limit`` (--keypoint-batch: on TensorRT it is the engine profile's max)."""
+    pose = getattr(pipeline, "inner", pipeline).pose
+    batch = int(pose.max_batch)
+    if limit is not None and batch > limit:
+        raise ConfigError(
+            f"--keypoint-batch {limit}: the keypoint engine {pose.engine.source} runs up to "
+            f"{batch} persons per call (its profile max); build one whose max is {limit} into "
+            f"another folder (trt-pose-td build --only pose --pose-batch 1,{limit},{limit} "
+            "--output DIR), copy the detector engine there and pass --engine-dir DIR")
+    return batch
+
+
+def gate(summary: Dict[str, Any], args: argparse.Namespace, baseline: Dict[str, Any]
+         ) -> Tuple[bool, List[str]]:
+    """The --compare verdict, also recorded in ``summary["gate"]``."""
+    from ..evaluate import compare
+
+    metrics = [m.strip() for m in args.compare_metrics.split(",") if m.strip()]
+    ok, lines = compare(summary, baseline, args.max_drop, metrics)
+    summary["gate"] = {"baseline": str(args.compare), "max_drop": args.max_drop,
+                       "metrics": metrics, "passed": ok, "lines": lines}
+    return ok, lines
+
+
 def run(args: argparse.Namespace) -> int:
     from ..api import open_pipeline
-    from ..evaluate import compare, evaluate, load_coco, read_summary, summary_doc, write_outputs
+    from ..evaluate import evaluate, load_coco, read_summary, summary_doc, write_outputs
     from ..types import summarize_times
 
     cfg = config_from_args(args)
+    if args.keypoint_batch is not None:
+        cfg = replace(cfg, max_batch=args.keypoint_batch)
     images = path_or_mirror(args.images, DEV_IMAGES, "--images")
     annotations = path_or_mirror(args.annotations, DEV_ANNOTATIONS, "--annotations")
     if not images.is_dir():
@@ -115,22 +157,31 @@ def run(args: argparse.Namespace) -> int:
     log.info("config: %s; eval: %s", cfg.as_dict(), opts)
     # Any: eval reads internals (pose spec, engine files) both pipelines have, beyond the protocol
     with cast(Any, open_pipeline(cfg, progress=not args.quiet)) as pipeline:
+        batch = keypoint_batch(pipeline, args.keypoint_batch)  # refused before the long run
+        stages = getattr(pipeline, "inner", pipeline)  # under --track: the tracked pipeline
         if args.heatmap_offset is not None:
-            spec = pipeline.pose.spec
-            pipeline.pose.spec = replace(spec, decoder_options=dict(
+            spec = stages.pose.spec
+            stages.pose.spec = replace(spec, decoder_options=dict(
                 spec.decoder_options, cell_offset=args.heatmap_offset))
         result = evaluate(pipeline, images, coco, opts, cfg.score_threshold, args.quiet)
     timing = summarize_times(result.times)
     config = cfg.as_dict()
-    config["cell_offset"] = pipeline.pose.spec.decoder_options.get("cell_offset", 0.5)
-    config["detector_file"] = pipeline.detector.engine.source
-    config["pose_file"] = pipeline.pose.engine.source
+    config["cell_offset"] = stages.pose.spec.decoder_options.get("cell_offset", 0.5)
+    config["detector_file"] = stages.detector.engine.source
+    config["pose_file"] = stages.pose.engine.source
+    config["keypoint_batch"] = batch
     summary = summary_doc(result, config, opts, annotations, timing)
+    verdict, gate_error = None, None
+    if baseline is not None:
+        try:
+            verdict = gate(summary, args, baseline)
+        except ConfigError as exc:  # not comparable: keep this run's results, then say so
+            gate_error = exc
     path = write_outputs(Path(args.output), summary, result)
     boxes = {"own": f"own boxes ({cfg.detector})", "gt": "ground-truth boxes"}.get(
         args.boxes, f"boxes from {args.boxes}")
     print(f"keypoints, {boxes}, {result.images} images, {result.persons} persons "
-          f"({cfg.precision or 'default precision'}, {cfg.backend}):")
+          f"({cfg.precision or 'default precision'}, {cfg.backend}, keypoint batch <= {batch}):")
     print(result.tables["keypoints"], end="")
     if "bbox" in result.tables:
         print(f"person boxes ({boxes}):")
@@ -143,9 +194,10 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(("", "AP", "AP50", "AR"), [(n, f"{a:.4f}", f"{b:.4f}", f"{c:.4f}")
                                                    for n, a, b, c in rows]))
     print(f"wrote {path}")
-    if baseline is not None:
-        metrics = [m.strip() for m in args.compare_metrics.split(",") if m.strip()]
-        ok, lines = compare(summary, baseline, args.max_drop, metrics)
+    if gate_error is not None:
+        raise gate_error
+    if verdict is not None:
+        ok, lines = verdict
         print(f"gate against {args.compare}:")
         print("\n".join(lines))
         if not ok:

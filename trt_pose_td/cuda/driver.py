@@ -174,6 +174,15 @@ class Device:
         self.make_current()
         check(*self._drv.cuCtxSynchronize())
 
+    def memory_info(self) -> Tuple[int, int]:
+        """(free, total) bytes of device memory now (``cuMemGetInfo``: free "according to the
+        OS", a snapshot other processes can change). On an integrated GPU (Jetson) this is the
+        DRAM the CPU shares, without swap, and page cache the kernel could reclaim does not count
+        as free: a cautious figure there."""
+        self.make_current()
+        free, total = check(*self._drv.cuMemGetInfo())
+        return int(free), int(total)
+
     def close(self) -> None:
         if self._ctx is not None:
             self._ctx = None

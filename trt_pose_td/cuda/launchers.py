@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..decode import REFINEMENTS
+from ..errors import TrtPoseError
+from . import selftest
 from .driver import CudaError, Device, DeviceBuffer, PinnedBuffer, Stream, check, driver_api
 from .nvrtc import KERNEL_SOURCES, load_or_compile, supported_archs, target_for
 from .twins import WARP_DTYPES, heatmap_params, norm_params, warp_params
@@ -47,9 +49,15 @@ def _capacity(nbytes: int, capacity: Optional[int], what: str) -> None:
 
 
 class Kernels:
-    """The package's kernels loaded on ``device`` (compiled or taken from the cache)."""
+    """The package's kernels loaded on ``device`` (compiled or taken from the cache).
 
-    def __init__(self, device: Device, cache_dir: Optional[Path] = None) -> None:
+    self_test: run :meth:`self_test` once loaded (default; the GPU pipeline relies on it), so a
+    kernel image that does not fit this GPU fails here in one line, not as wrong poses later.
+    ``image_paths``: the cache file each kernel source was loaded from.
+    """
+
+    def __init__(self, device: Device, cache_dir: Optional[Path] = None,
+                 self_test: bool = True) -> None:
         self.device = device
         self._drv = driver_api()
         info = device.info
@@ -57,22 +65,47 @@ class Kernels:
         device.make_current()
         self._modules: List[Any] = []
         self._fn: Dict[str, Any] = {}
-        for source in KERNEL_SOURCES:
-            module = self._load(source, cache_dir)
-            self._modules.append(module)
-            for name in _FUNCTIONS[source]:
-                self._fn[name] = check(*self._drv.cuModuleGetFunction(module, name.encode()))
         self._gauss: Dict[int, DeviceBuffer] = {}
-        log.info("CUDA kernels loaded for %s (%s)", info.name, self.target)
+        self.image_paths: Dict[str, Path] = {}
+        try:
+            for source in KERNEL_SOURCES:
+                module = self._load(source, cache_dir)
+                self._modules.append(module)
+                for name in _FUNCTIONS[source]:
+                    self._fn[name] = check(*self._drv.cuModuleGetFunction(module, name.encode()))
+            log.info("CUDA kernels loaded for %s (%s)", info.name, self.target)
+            if self_test:
+                self.self_test()
+        except BaseException as exc:
+            self._abandon()
+            if isinstance(exc, CudaError):  # no image for this GPU, a symbol missing, ...
+                raise selftest.kernel_error(self, "loading the kernels", exc) from None
+            raise
 
     def _load(self, source: str, cache_dir: Optional[Path]) -> Any:
         image, path = load_or_compile(source, self.target, cache_dir)
+        self.image_paths[source] = path
         try:
             return check(*self._drv.cuModuleLoadData(image))
         except CudaError as exc:  # e.g. a cubin from a newer NVRTC than the driver accepts
             log.warning("cannot load %s (%s); recompiling", path, exc)
             image, _ = load_or_compile(source, self.target, cache_dir, refresh=True)
             return check(*self._drv.cuModuleLoadData(image))
+
+    # -- fail fast: the kernels against their numpy twins (cuda/selftest.py) -------------------
+    def self_test(self) -> List[selftest.KernelCheck]:
+        """Run every kernel once on a tiny fixed input (one crop, float32 and float16; two
+        heatmaps; two SimCC maps) and compare with its numpy twin. Returns the checks (max
+        difference, tolerance); raises :class:`~trt_pose_td.errors.EngineError` in one line
+        naming the GPU's SM, the compiled target and the fix on a CUDA error or a mismatch."""
+        return selftest.run_self_test(self)
+
+    def _abandon(self) -> None:
+        """Release what a failed ``__init__`` loaded, keeping its error the one raised."""
+        try:
+            self.close()
+        except TrtPoseError as exc:
+            log.debug("releasing the kernels after a failed load: %s", exc)
 
     def _launch(self, name: str, grid: Tuple[int, int, int], block: Tuple[int, int, int],
                 stream: Stream, args: Sequence[Any]) -> None:
