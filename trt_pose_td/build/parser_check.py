@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,13 +194,24 @@ def check_model(path: Path, versions: Sequence[str] = (), name: str = "",
     return report
 
 
+def _tensorrt_installed() -> bool:
+    """Whether ``import tensorrt`` can work, without importing it (a module already imported,
+    e.g. a test's stand-in with no ``__spec__``, counts)."""
+    if "tensorrt" in sys.modules:
+        return sys.modules["tensorrt"] is not None
+    try:
+        return importlib.util.find_spec("tensorrt") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def resolve_target(text: str) -> str:
     """``auto``: the installed TensorRT's version (read before any network, parser or builder
     exists), else the oldest supported (8.5, what JetPack 5 builds with); or a version."""
     if text != "auto":
         version_key(text)
         return text
-    if importlib.util.find_spec("tensorrt") is None:
+    if not _tensorrt_installed():
         return oldest().version
     from ..trt_api import detect
 
