@@ -77,7 +77,7 @@ def test_engine_options_say_what_the_engine_depends_on():
     det = BuildOptions(det_size=(416, 416)).engine_options("detector")
     pose = BuildOptions(det_size=(416, 416)).engine_options("pose")
     assert det["det_size"] == [416, 416] and "det_size" not in pose
-    assert det["batches"] == ["1,1,1"] and pose["batches"] == ["1,8,32"]
+    assert det["batches"] == ["1,1,8"] and pose["batches"] == ["1,8,32"]
     cal = BuildOptions(precision="int8", int8_mode="calibrator").engine_options("pose")
     assert cal["int8_mode"] == "calibrator" and cal["calib_batch"] == 8
     assert "calib_batch" not in BuildOptions(precision="int8").engine_options("pose")
