@@ -16,14 +16,13 @@ smoothed keypoints — with the same ``__call__`` / ``stream`` protocol.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .gpu_slots import per_frame_batch
 from .io.inputs import ImageLike, as_frame, as_frames
 from .tracking import PoseTracker, TrackerConfig
-from .types import Detections, Frame, FrameResult, StageTimes
+from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes, given_detections
 
 
 class TrackedPipeline:
@@ -115,6 +114,26 @@ class TrackedPipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def per_frame_batch(call: Callable[[Any, Optional[Detections]], FrameResult],
+                    images: Sequence[Any], detections: Optional[Sequence[Optional[Detections]]],
+                    max_batch: int) -> List[FrameResult]:
+    """``batch(frames)`` as one ``call(image, detections)`` per frame (a tracked pipeline with
+    ``det_every`` > 1: each camera's frame needs that camera's previous one): one detector run
+    and ``ceil(persons / max_batch)`` keypoint runs per frame. Results as
+    :meth:`.pipeline.CpuPipeline.batch` gives them: in order, all sharing one
+    :class:`~.types.BatchInfo` (each frame keeps its own stage times and ``"total"``)."""
+    given = given_detections(detections, len(images))
+    t0 = time.perf_counter()
+    results = [call(image, d) for image, d in zip(images, given)]
+    info = BatchInfo([len(r.poses) for r in results], sum(d is None for d in given))
+    for n in info.persons:
+        info.keypoint_batches += [min(max_batch, n - s) for s in range(0, n, max_batch)]
+    info.ms = (time.perf_counter() - t0) * 1e3
+    for r in results:
+        r.batch = info
+    return results
 
 
 def tracker_config(track: bool, det_every: int, smooth: bool) -> Optional[TrackerConfig]:
