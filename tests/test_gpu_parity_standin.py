@@ -1,8 +1,8 @@
-"""The GPU pipeline does what the CPU pipeline does: ``--flip`` and ``--recrop``, on the
-host-memory STAND-IN for CUDA (:mod:`tests.gpu_standin`: fake device memory, lazily run streams
-ordered only by events, the real kernel host code with the numpy twins as kernel bodies, ONNX
-Runtime behind TensorRT's device interface). Not a GPU: no speed, no TensorRT numerics, no kernel
-arithmetic is proven here.
+"""The GPU pipeline does what the CPU pipeline does: ``--flip``, ``--recrop`` and tracking with
+``--det-every K > 1`` keeping the detector/keypoint overlap, on the host-memory STAND-IN for CUDA
+(:mod:`tests.gpu_standin`: fake device memory, lazily run streams ordered only by events, the real
+kernel host code with the numpy twins as kernel bodies, ONNX Runtime behind TensorRT's device
+interface). Not a GPU: no speed, no TensorRT numerics, no kernel arithmetic is proven here.
 
 Reference: ``CpuPipeline(preprocessor="twin")`` with the same flip / recrop on the same sessions,
 keypoints within 1e-3 px and scores within 1e-5 (:mod:`tests.gpu_standin.pipelines`); measured
@@ -12,6 +12,7 @@ keypoints within 1e-3 px and scores within 1e-5 (:mod:`tests.gpu_standin.pipelin
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import List
 
 import numpy as np
 import pytest
@@ -26,8 +27,11 @@ from tests.gpu_standin.pipelines import (
     opened,
 )
 from trt_pose_td.config import PipelineConfig
+from trt_pose_td.errors import SourceError
 from trt_pose_td.io.inputs import as_frame, as_frames
 from trt_pose_td.plan import resolve
+from trt_pose_td.tracked import TrackedPipeline
+from trt_pose_td.tracking import TrackerConfig
 from trt_pose_td.types import Detections
 
 POSE_BATCH = 4
@@ -166,3 +170,104 @@ def test_the_gpu_plan_takes_flip_and_recrop(models, machine, monkeypatch, tmp_pa
     assert len(result.poses) == 5
     assert_same_poses(want.poses, result.poses)
     assert machine.live() == []
+
+
+# -- tracking with --det-every K > 1 -----------------------------------------------------------
+def _positions(trace, kind, handle, what):
+    return [i for i, entry in enumerate(trace) if entry == (kind, handle, what)]
+
+
+def _tracked(gpu, det_every=3):
+    return TrackedPipeline(gpu, TrackerConfig(det_every=det_every))
+
+
+def _assert_same_tracks(want, got):
+    assert [r.frame.index for r in got] == [r.frame.index for r in want]
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a.poses.track_ids, b.poses.track_ids)
+        assert_same_poses(a.poses, b.poses)
+
+
+@pytest.mark.parametrize("detector_first", [False, True], ids=["lazy", "detector-eager"])
+def test_tracked_stream_overlaps_and_equals_frame_by_frame(models, machine, clip,
+                                                           detector_first):
+    """det_every 3 over 8 frames (detections on frames 0, 3, 6). The host's order of work,
+    from the stand-in's trace: frame t+1's upload is enqueued after frame t's keypoint run and
+    before the host waits for frame t's keypoints; a detection frame's detector is enqueued
+    then too; a frame between detections enqueues its keypoint run only after that wait (its
+    boxes come from frame t's keypoints). Both stream schedules: lazy, and the detector stream
+    running at enqueue (a slot reused too early would be overwritten under the keypoints)."""
+    params = few(models, 3)
+    with opened(models, machine, max_persons=3, params=params) as gpu:
+        tracked = _tracked(gpu)
+        want = [tracked(f) for f in clip]
+    with opened(models, machine, max_persons=3, params=params) as gpu:
+        gpu.det_stream.eager = detector_first
+        machine.trace.clear()
+        got = list(_tracked(gpu).stream(iter(clip)))
+        trace = list(machine.trace)
+        det, pose = gpu.det_stream.handle, gpu.pose_stream.handle
+        uploads = _positions(trace, "enqueue", det, f"HtoD copy of {clip[0].image.nbytes} bytes")
+        detects = _positions(trace, "enqueue", det, f"execute {gpu._det.source}")
+        runs = _positions(trace, "enqueue", pose, f"execute {gpu._pose.source}")
+        waits = _positions(trace, "sync", gpu._keypoints._events[3].handle, "event")
+        assert len(gpu._slots) == 2
+    _assert_same_tracks(want, got)
+    assert ["det_infer" in r.times for r in got] == [i % 3 == 0 for i in range(8)]
+    assert all(len(r.poses) == 3 for r in got)
+    assert len(uploads) == len(runs) == len(waits) == 8 and len(detects) == 3
+    for t in range(7):
+        assert runs[t] < uploads[t + 1] < waits[t], f"frame {t + 1} not uploaded during {t}"
+        if (t + 1) % 3:
+            assert runs[t + 1] > waits[t]  # pose-guided boxes: after frame t's keypoints
+    assert detects[1] < waits[2] and detects[2] < waits[5]  # detections 3 and 6 enqueued early
+
+
+def test_tracked_stream_detects_an_empty_scene_late_and_drains_on_a_source_error(
+        models, machine, clip):
+    """A black first frame leaves no track, so frame 1 detects although the count says no (its
+    detection is enqueued once frame 0 is done); the source failing after 4 frames: the frame
+    in flight is finished and yielded, then the error propagates, and the pipeline is free."""
+    black = replace(clip[0], image=np.zeros_like(clip[0].image))
+    frames = [black, *clip[1:4]]
+
+    def source():
+        yield from frames
+        raise SourceError("camera unplugged")
+
+    params = few(models, 3)
+    with opened(models, machine, max_persons=3, params=params) as gpu:
+        tracked = _tracked(gpu)
+        want = [tracked(f) for f in frames]
+    got: List = []
+    with opened(models, machine, max_persons=3, params=params) as gpu:
+        with pytest.raises(SourceError, match="unplugged"):
+            for result in _tracked(gpu).stream(source()):
+                got.append(result)
+        assert not any(slot.busy for slot in gpu._slots)
+        stopped = _tracked(gpu).stream(iter(clip))
+        next(stopped)
+        stopped.close()  # a consumer that stops early: the frame in flight is dropped
+        assert not any(slot.busy for slot in gpu._slots)
+        assert_same_poses(want[1].poses, gpu(frames[1]).poses)
+    _assert_same_tracks(want, got)
+    assert ["det_infer" in r.times for r in got] == [True, True, False, False]
+    assert len(got[0].poses) == 0 and len(got[1].poses) == 3
+
+
+def test_tracked_batch_across_cameras_on_the_gpu(models, machine, clip):
+    """TrackedPipeline.batch with det_every 1 goes through GpuPipeline.batch: one detector run
+    and one keypoint batch for both cameras per tick, track ids per camera."""
+    cams = [[replace(f, camera=c) for f in clip[:3]] for c in ("a", "b")]
+    params = few(models, 3)
+    with opened(models, machine, max_persons=3, params=params, det_batch=2) as gpu:
+        tracked = _tracked(gpu, 1)
+        ticks = [tracked.batch([a, b]) for a, b in zip(*cams)]
+        assert gpu._det.submitted == 3 and gpu._pose.submitted == 3 * 2  # 6 crops, batch 4
+    for tick in ticks:
+        info = tick[0].batch
+        assert info is not None and info.detector_calls == 1 and info.keypoint_batches == [4, 2]
+        for result in tick:
+            assert result.poses.track_ids is not None and len(result.poses) == 3
+    for camera in range(2):  # each camera its own tracker: the same ids in both, every tick
+        assert [sorted(t[camera].poses.track_ids.tolist()) for t in ticks] == [[1, 2, 3]] * 3

@@ -152,6 +152,23 @@ def test_batch_of_cameras_equals_one_call_per_frame(engine_dir, frames):
     assert np.median(np.concatenate(dists)) <= 0.05
 
 
+def test_tracked_stream_with_det_every_equals_frame_by_frame(engine_dir, frames):
+    """--det-every 3: the overlapped stream (next frame uploaded / detected while this one's
+    keypoints run) gives what one call per frame gives."""
+    from trt_pose_td.tracked import TrackedPipeline
+    from trt_pose_td.tracking import TrackerConfig
+
+    clip = [Frame(np.roll(frames[0].image, 4 * i, axis=1), i, i / 10, "roll") for i in range(6)]
+    with open_pipeline(_config(engine_dir)) as gpu:
+        streamed = list(TrackedPipeline(gpu, TrackerConfig(det_every=3)).stream(clip))
+        stepped = TrackedPipeline(gpu, TrackerConfig(det_every=3))
+        one_by_one = [stepped(f) for f in clip]
+    assert ["det_infer" in r.times for r in streamed] == [True, False, False] * 2
+    for a, b in zip(one_by_one, streamed):
+        np.testing.assert_array_equal(a.poses.track_ids, b.poses.track_ids)
+        np.testing.assert_allclose(b.poses.keypoints, a.poses.keypoints, atol=1e-3)
+
+
 def test_overlapped_run_equals_one_frame_at_a_time(engine_dir, frames):
     with open_pipeline(_config(engine_dir)) as gpu:
         single = [gpu(f) for f in frames]
