@@ -16,11 +16,11 @@ import pytest
 from trt_pose_td.api import open_pipeline
 from trt_pose_td.engines import Engine
 from trt_pose_td.engines.base import TensorSpec
-from trt_pose_td.gpu_slots import per_frame_batch
 from trt_pose_td.io.inputs import as_frames
 from trt_pose_td.io.sources import read_image
 from trt_pose_td.pipeline import CpuPipeline
 from trt_pose_td.stages import Detector
+from trt_pose_td.tracked import per_frame_batch
 from trt_pose_td.types import Detections, Frame, FrameResult
 
 pytest.importorskip("onnxruntime")
@@ -143,9 +143,9 @@ def test_recrop_and_flip_batch_equal_one_call_per_frame(cameras):
     assert persons < sum(info.keypoint_batches) <= 2 * persons
 
 
-def test_gpu_fallback_is_one_call_per_frame(pipeline, cameras, one_by_one):
-    """GpuPipeline.batch's bookkeeping (per_frame_batch), exercised with the CPU pipeline's
-    ``__call__``: same results, honest composition (per-frame keypoint runs)."""
+def test_per_frame_batch_is_one_call_per_frame(pipeline, cameras, one_by_one):
+    """TrackedPipeline.batch with det_every > 1 (per_frame_batch), exercised with the CPU
+    pipeline's ``__call__``: same results, honest composition (per-frame keypoint runs)."""
     results = per_frame_batch(pipeline, cameras, None, 7)
     assert_same(results, one_by_one)
     info = results[0].batch

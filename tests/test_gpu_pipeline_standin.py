@@ -8,61 +8,47 @@ ordering, the two-slot overlap, zero-copy vs pinned upload, given boxes and the 
 What it cannot: GPU speed, TensorRT numerics, the kernels themselves —
 ``tests/test_gpu_pipeline.py`` (markers gpu + trt) still needs a GPU for those.
 
-Reference: :class:`~trt_pose_td.pipeline.CpuPipeline` with ``preprocessor="twin"`` (the crop
-kernel's sampling) on the same ONNX Runtime sessions, keypoint chunks of the same size. Tolerance:
-keypoints 1e-3 px, scores 1e-5. Both sides run the same float32 arithmetic on the same ONNX
-Runtime calls, so the only licensed difference is DARK's float64 blur (numpy matmul on the CPU,
-a sequential sum in the twin) rounding to float32: ~1e-5 px. Measured on the packaged photo
-(23 persons, 6 chunks): 0.0 (bitwise equal). Any orchestration bug (wrong crop, chunk, person or
-frame; a read before its write) moves keypoints by pixels, so 1e-3 px separates them.
+Reference and tolerance: :mod:`tests.gpu_standin.pipelines` (CpuPipeline with the crop kernel's
+twin sampling on the same ONNX Runtime sessions; keypoints 1e-3 px, scores 1e-5). Measured on the
+packaged photo (23 persons, 6 chunks): 0.0 (bitwise equal). Several cameras in one batch:
+``tests/test_gpu_batch_standin.py``; --flip, --recrop and tracking: ``test_gpu_parity_standin.py``.
 """
 
 from __future__ import annotations
 
 import itertools
-from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from tests import gpu_standin
-from trt_pose_td.config import PipelineConfig
+from tests.gpu_standin.pipelines import (
+    assert_same_poses,
+    cpu_reference,
+    few,
+    machine_fixture,
+    models_fixture,
+    opened,
+)
 from trt_pose_td.cuda.driver import CudaError
 from trt_pose_td.errors import ConfigError, SourceError
+from trt_pose_td.gpu_slots import FrameSlot, event
 from trt_pose_td.io.inputs import as_frame, as_frames
-from trt_pose_td.plan import resolve
 from trt_pose_td.types import Detections
 
-KEYPOINT_ATOL, SCORE_ATOL = 1e-3, 1e-5
 POSE_BATCH = 4
 STAGES = {"upload", "det_pre", "det_infer", "det_post", "crop", "pose_infer", "pose_post",
           "total"}
 
 
-@pytest.fixture(scope="module")
-def models():
-    """The default packaged models (no mirror): plan + one ONNX Runtime session each."""
-    from trt_pose_td.engines.onnxruntime import OrtEngine
-
-    plan = resolve(PipelineConfig(preprocessor="twin", max_batch=POSE_BATCH), progress=False)
-    det, pose = OrtEngine(plan.detector_file), OrtEngine(plan.pose_file)
-    yield plan, det, pose
-    det.close()
-    pose.close()
+models = models_fixture(POSE_BATCH)
+machine = machine_fixture()
 
 
 @pytest.fixture(scope="module")
 def cpu(models):
-    """The reference: CPU pipeline, twin sampling, on the same sessions (not closed here)."""
-    from trt_pose_td.cuda.twins import TwinPreprocessor
-    from trt_pose_td.pipeline import CpuPipeline
-    from trt_pose_td.stages import Detector, PoseEstimator
-
-    plan, det, pose = models
-    return CpuPipeline(Detector(det, plan.detector, plan.params, TwinPreprocessor()),
-                       PoseEstimator(pose, plan.pose, POSE_BATCH, plan.cfg.refine,
-                                     TwinPreprocessor()))
+    return cpu_reference(models, POSE_BATCH)
 
 
 @pytest.fixture(scope="module")
@@ -86,45 +72,17 @@ def clip(sample_clip):
     return list(itertools.islice(as_frames(str(sample_clip)), 3))
 
 
-@pytest.fixture
-def machine(monkeypatch):
-    return gpu_standin.install(monkeypatch)
-
-
-@contextmanager
-def opened(models, machine, pose=None, **kw):
-    """A stand-in GpuPipeline (``pose``: another keypoint session, with ``pose_spec``); on exit
-    it is closed and must have released everything."""
-    plan, det, default_pose = models
-    pipe = gpu_standin.gpu_pipeline(det, pose or default_pose, plan, **kw)
-    try:
-        yield pipe
-    finally:
-        pipe.close()
-    assert machine.live() == [], "GpuPipeline.close() left these behind"
-
-
-def _few(models, n):
-    """Detector thresholds keeping the n best persons (cheap frames)."""
-    return replace(models[0].params, max_detections=n)
-
-
-def assert_same_poses(a, b):
-    assert len(a) == len(b)
-    np.testing.assert_array_equal(a.boxes, b.boxes)
-    np.testing.assert_allclose(a.keypoints, b.keypoints, rtol=0, atol=KEYPOINT_ATOL)
-    np.testing.assert_allclose(a.keypoint_scores, b.keypoint_scores, rtol=0, atol=SCORE_ATOL)
-
 
 # -- against the CPU pipeline ------------------------------------------------------------------
 @pytest.mark.slow
 def test_keypoints_match_the_cpu_pipeline_on_the_sample_photo(models, machine, cpu, photo):
-    """23 persons through a profile max of 4: one crop launch, 6 engine + decode chunks."""
+    """23 persons through a profile max of 4: one letterbox and one crop launch, 6 engine +
+    decode chunks."""
     expected = cpu(photo)
     with opened(models, machine, pose_batch=POSE_BATCH, max_persons=32) as gpu:
         result = gpu(photo)
         assert len(result.poses) > 3 * POSE_BATCH
-        assert gpu.kernels.launches == {"warp_affine_f32": 2, "decode_heatmaps": 6}
+        assert gpu.kernels.launches == {"warp_frames_f32": 2, "decode_heatmaps": 6}
         assert gpu._pose.runs == 6
     assert_same_poses(expected.poses, result.poses)
     assert set(result.times) == STAGES and all(v >= 0 for v in result.times.values())
@@ -150,15 +108,16 @@ def test_chunking_at_the_profile_max_does_not_change_keypoints(models, machine, 
     assert_same_poses(expected, result.poses)
 
 
-@pytest.mark.parametrize("kind, like, pose_batch, warps, decode", [
-    ("heatmap", "pp_tinypose_256x192", 3, 2, "decode_heatmaps"),  # 3 crops: 64 bytes off 256
-    ("simcc", "rtmpose_s", 4, 1, "decode_simcc"),
+@pytest.mark.parametrize("kind, like, pose_batch, decode", [
+    ("heatmap", "pp_tinypose_256x192", 3, "decode_heatmaps"),  # 3 crops: 64 bytes off 256
+    ("simcc", "rtmpose_s", 4, "decode_simcc"),
 ], ids=["heatmap-unaligned-chunks", "simcc"])
 def test_other_keypoint_models_and_unaligned_chunks_match_the_cpu_estimator(
-        models, machine, standins, given, photo, kind, like, pose_batch, warps, decode):
+        models, machine, standins, given, photo, kind, like, pose_batch, decode):
     """Tiny generated models (tests/models/fixtures.py) at a 20x36 input: the SimCC decode
     launch, and chunks whose byte size is not a multiple of TensorRT's 256-byte address
-    alignment (one crop launch per chunk, chunk starts padded)."""
+    alignment (still one crop launch: every crop carries its output offset, chunk starts
+    padded)."""
     from tests.models import fixtures
     from trt_pose_td.cuda.twins import TwinPreprocessor
     from trt_pose_td.engines.onnxruntime import OrtEngine
@@ -178,7 +137,7 @@ def test_other_keypoint_models_and_unaligned_chunks_match_the_cpu_estimator(
                     max_persons=8) as gpu:
             result = gpu(photo, dets)
             chunks = -(-len(dets) // pose_batch)
-            assert gpu.kernels.launches == {"warp_affine_f32": warps, decode: chunks}
+            assert gpu.kernels.launches == {"warp_frames_f32": 1, decode: chunks}
             assert gpu._pose.runs == chunks
     finally:
         ort.close()
@@ -203,7 +162,7 @@ def clip_singles(models, clip):
     with pytest.MonkeyPatch.context() as mp:
         gpu_standin.install(mp)
         plan, det, pose = models
-        gpu = gpu_standin.gpu_pipeline(det, pose, plan, max_persons=3, params=_few(models, 3))
+        gpu = gpu_standin.gpu_pipeline(det, pose, plan, max_persons=3, params=few(models, 3))
         try:
             return [gpu(f).poses for f in clip]
         finally:
@@ -219,7 +178,7 @@ def test_stream_overlaps_and_equals_one_frame_at_a_time(models, machine, clip, c
     black = replace(clip[0], image=np.zeros_like(clip[0].image), index=99)
     frames = [clip[0], black, *clip[1:]]
     submitted = []
-    with opened(models, machine, max_persons=3, params=_few(models, 3)) as gpu:
+    with opened(models, machine, max_persons=3, params=few(models, 3)) as gpu:
         gpu.det_stream.eager = detector_first
         results = []
         for result in gpu.stream(iter(frames)):
@@ -235,23 +194,6 @@ def test_stream_overlaps_and_equals_one_frame_at_a_time(models, machine, clip, c
     assert moved > 1.0, "the frames are too alike to show the order"
 
 
-def test_batch_is_one_frame_after_another_with_the_same_results(models, machine, clip,
-                                                                  clip_singles):
-    """GpuPipeline.batch (for now one __call__ per frame: gpu_slots.per_frame_batch): the
-    per-frame poses, in order, and a BatchInfo saying how it ran (one detector run and 3
-    persons in one keypoint run per frame; no batch across the frames yet)."""
-    with opened(models, machine, max_persons=3, params=_few(models, 3)) as gpu:
-        results = gpu.batch(clip)
-        assert gpu._det.submitted == 3
-    assert [r.frame.index for r in results] == [f.index for f in clip]
-    for result, single in zip(results, clip_singles):
-        assert_same_poses(single, result.poses)
-    info = results[0].batch
-    assert info is not None and all(r.batch is info for r in results)
-    assert info.persons == [3, 3, 3] and info.detector_calls == 3
-    assert info.keypoint_batches == [3, 3, 3]
-
-
 def test_stream_drains_the_frame_in_flight_when_the_source_fails(models, machine, clip,
                                                                  clip_singles):
     def source():
@@ -259,7 +201,7 @@ def test_stream_drains_the_frame_in_flight_when_the_source_fails(models, machine
         raise SourceError("camera unplugged")
 
     results = []
-    with opened(models, machine, max_persons=3, params=_few(models, 3)) as gpu:
+    with opened(models, machine, max_persons=3, params=few(models, 3)) as gpu:
         with pytest.raises(SourceError, match="unplugged"):
             for result in gpu.stream(source()):
                 results.append(result)
@@ -271,7 +213,7 @@ def test_stream_drains_the_frame_in_flight_when_the_source_fails(models, machine
 def test_zero_copy_frames_match_the_pinned_upload(models, machine, clip, clip_singles):
     poses = {}
     for integrated in (False, True):  # the default follows the device: mapped on Jetson
-        with opened(models, machine, max_persons=3, params=_few(models, 3),
+        with opened(models, machine, max_persons=3, params=few(models, 3),
                     integrated=integrated) as gpu:
             assert gpu.zero_copy is integrated
             poses[integrated] = gpu(clip[0]).poses
@@ -281,8 +223,9 @@ def test_zero_copy_frames_match_the_pinned_upload(models, machine, clip, clip_si
 
 
 # -- negative controls: the stand-in sees orchestration bugs -------------------------------------
-def _chunk_stride_of_one_crop(gpu):
-    gpu._chunk_stride = gpu._crop_bytes
+def _crops_written_in_the_wrong_places(gpu):
+    offsets = gpu._keypoints._offsets
+    gpu._keypoints._offsets = lambda persons: offsets(persons)[::-1]
 
 
 def _no_wait_for_the_upload(gpu):
@@ -290,10 +233,10 @@ def _no_wait_for_the_upload(gpu):
 
 
 def _no_sync_before_reading(gpu):
-    gpu._pose_events[3].synchronize = lambda: None
+    gpu._keypoints._events[3].synchronize = lambda: None
 
 
-@pytest.mark.parametrize("bug", [_chunk_stride_of_one_crop, _no_wait_for_the_upload,
+@pytest.mark.parametrize("bug", [_crops_written_in_the_wrong_places, _no_wait_for_the_upload,
                                  _no_sync_before_reading])
 def test_a_broken_pipeline_is_caught(models, machine, given, photo, bug):
     dets, expected = given
@@ -311,12 +254,14 @@ def test_a_frame_buffer_shared_by_both_slots_is_caught_when_the_detector_runs_ah
         models, machine, clip, clip_singles):
     """Write-after-read across streams: frame t+1's upload lands on frame t's device copy
     before frame t's crop kernel has read it."""
-    with opened(models, machine, max_persons=3, params=_few(models, 3)) as gpu:
+    with opened(models, machine, max_persons=3, params=few(models, 3)) as gpu:
         gpu.det_stream.eager = True
-        first, second = gpu._slots
         gpu(clip[0])  # sizes slot 0's buffers
+        (first,) = gpu._slots
+        second = FrameSlot(events=[event(), event()])
         second.host = gpu_standin.driver.PinnedBuffer(first.nbytes)
         second.device, second.nbytes = first.device, first.nbytes
+        gpu._slots.append(second)
         try:
             results = list(gpu.stream(clip[:2]))
         finally:
@@ -324,3 +269,15 @@ def test_a_frame_buffer_shared_by_both_slots_is_caught_when_the_detector_runs_ah
     assert [r.frame.index for r in results] == [0, 1]
     with pytest.raises(AssertionError):
         assert_same_poses(clip_singles[0], results[0].poses)
+
+
+def test_close_makes_the_device_current_before_releasing_anything(models, machine):
+    """close() may run on another thread than the one that ran the pipeline (a service's
+    shutdown): the device's context is made current before any stream or buffer is touched."""
+    order = []
+    with opened(models, machine) as gpu:
+        make_current, sync = gpu.device.make_current, gpu.det_stream.synchronize
+        gpu.device.make_current = lambda: (order.append("make_current"), make_current())[1]
+        gpu.det_stream.synchronize = lambda: (order.append("synchronize"), sync())[1]
+        gpu.close()
+    assert order[:2] == ["make_current", "synchronize"]

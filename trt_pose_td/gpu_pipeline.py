@@ -1,32 +1,39 @@
-"""The top-down loop on the GPU: both TensorRT engines resident, one crop launch per frame.
+"""The top-down loop on the GPU: both TensorRT engines resident, one crop launch per batch.
 
-Per frame: the frame goes to the GPU once (pinned copy; on integrated GPUs the kernels read mapped
-host memory, no copy), the warp kernel letterboxes it into the detector's input, the detector runs,
-its small outputs come back for box decoding (+ NMS) on the host, the crop affines go up, ONE warp
-launch crops every person into the keypoint engine's input, the keypoint engine runs once per
-profile-max chunk, the decode kernel reduces heatmaps / SimCC vectors to N x K x 3 floats, and only
-those come back. :meth:`GpuPipeline.stream` overlaps frame t+1's upload and detection (detector
-stream) with frame t's keypoints (keypoint stream), with two frame slots. Stage times are CUDA
-event times (``upload``, ``det_pre``, ``det_infer``, ``crop``, ``pose_infer``) plus host time for
-``det_post`` (D2H + decode) and ``pose_post`` (decode kernel + D2H + mapping to the frame).
+Per call: every frame goes to the GPU once (pinned copy; on integrated GPUs the kernels read
+mapped host memory, no copy), ONE multi-frame warp launch letterboxes every frame into its slice
+of the detector's (B, 3, H, W) input, the detector runs once per profile-max chunk, its small
+outputs come back for box decoding (+ NMS) on the host (:mod:`.gpu_detect`); then ONE warp launch
+crops every person of every frame into the keypoint engine's input, the keypoint engine runs once
+per profile-max chunk, the decode kernel reduces heatmaps / SimCC vectors to N x K x 3 floats,
+only those come back and are split per frame (:mod:`.gpu_keypoints`, with ``--flip`` and
+``--recrop``). ``pipeline(frame)`` is that for one frame; ``batch(frames)`` for several cameras;
+:meth:`GpuPipeline.stream` overlaps frame t+1's upload and detection (detector stream) with frame
+t's keypoints (keypoint stream), events ordering the two. The same four steps are public
+(:meth:`~GpuPipeline.submit_frame`, :meth:`~GpuPipeline.detections`,
+:meth:`~GpuPipeline.submit_keypoints`, :meth:`~GpuPipeline.finish_keypoints`) for
+:class:`~.tracked.TrackedPipeline`, whose frames between detections take their boxes from the
+previous frame's keypoints. Stage times are CUDA event times (``upload``, ``det_pre``,
+``det_infer``, ``crop``, ``pose_infer``) plus host time for ``det_post`` (D2H + decode) and
+``pose_post`` (decode kernel + D2H + mapping to the frame), shared by persons within a batch.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple, cast
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, cast
 
 import numpy as np
 
-from . import geometry
-from .decode import KEYPOINT_DECODERS
 from .errors import ConfigError, EngineError, TrtPoseError
-from .gpu_slots import FrameSlot, PoseJob, per_frame_batch
+from .gpu_detect import GpuDetector
+from .gpu_keypoints import GpuKeypoints
+from .gpu_slots import FrameSlot, PoseJob, event
 from .io.inputs import ImageLike, as_frame, as_frames
 from .plan import Plan
 from .stages import Detector, PoseEstimator
-from .types import Detections, Frame, FrameResult, Poses, StageTimes
+from .types import BatchInfo, Detections, Frame, FrameResult, Poses, StageTimes, given_detections
 
 if TYPE_CHECKING:
     from .engines.tensorrt import TrtEngine
@@ -36,7 +43,8 @@ log = logging.getLogger(__name__)
 
 class GpuPipeline:
     """Detector + keypoint TensorRT engines on one GPU; the same protocol as
-    :class:`~.pipeline.CpuPipeline` (``pipeline(frame, detections=None)``, ``stream(frames)``).
+    :class:`~.pipeline.CpuPipeline` (``pipeline(frame, detections=None)``, ``stream(frames)``,
+    ``batch(frames, detections=None)``).
 
     detector / pose: :class:`Detector` / :class:`PoseEstimator` over
     :class:`~trt_pose_td.engines.tensorrt.TrtEngine` s (their host paths stay usable);
@@ -48,7 +56,7 @@ class GpuPipeline:
 
     def __init__(self, detector: Detector, pose: PoseEstimator, device: Any, kernels: Any,
                  max_persons: int = 100, zero_copy: Optional[bool] = None) -> None:
-        from .cuda.driver import DeviceBuffer, PinnedBuffer, Stream
+        from .cuda.driver import Stream
 
         self.detector, self.pose = detector, pose
         self.device, self.kernels = device, kernels
@@ -62,33 +70,24 @@ class GpuPipeline:
         self._det = cast("TrtEngine", detector.engine)
         self._pose = cast("TrtEngine", pose.engine)
         self._check_engines()
+        self._closed = True  # until everything below exists
         self.det_stream, self.pose_stream = Stream(), Stream()
-        pspec = pose.spec
-        self.crop_dtype = self._pose.inputs[pspec.input_name].dtype
-        w, h = pspec.preprocess.input_size
-        self._crop_bytes = 3 * h * w * self.crop_dtype.itemsize
-        batch = self.pose.max_batch
-        self._chunk_stride = -(-batch * self._crop_bytes // 256) * 256
-        self._crops = DeviceBuffer(-(-self.max_persons // batch) * self._chunk_stride)
-        self._params = (PinnedBuffer(self.max_persons * 24), DeviceBuffer(self.max_persons * 24))
-        k = self._keypoints
-        self._results = (PinnedBuffer(self.max_persons * k * 12),
-                         DeviceBuffer(self.max_persons * k * 12))
-        self._slots = [self._new_slot(), self._new_slot()]
-        # start, crop end, crop-kernel start, keypoints downloaded
-        self._pose_events = [self._event() for _ in range(4)]
-        self._chunk_events: List[Tuple[Any, Any]] = []
-        self.last_crop_kernel_ms = 0.0  # the crop kernel alone, last frame (benchmarks)
+        self._slots: List[FrameSlot] = []
+        self._detect = GpuDetector(detector, self._det, kernels, self.det_stream)
+        self._keypoints = GpuKeypoints(pose, self._pose, kernels, self.pose_stream,
+                                       self.max_persons)
+        self.crop_dtype = self._keypoints.crop_dtype
         self._closed = False
-        log.info("GPU pipeline on %s: %s, max %d persons, keypoint batch %d", info.name,
-                 "zero-copy frames" if self.zero_copy else "pinned frame upload",
-                 self.max_persons, self.pose.max_batch)
+        log.info("GPU pipeline on %s: %s, max %d persons, detector batch %d, keypoint batch %d%s",
+                 info.name, "zero-copy frames" if self.zero_copy else "pinned frame upload",
+                 self.max_persons, self._detect.max_batch, self.pose.max_batch,
+                 "".join(f", {n}" for n, on in (("flip", pose.flip), ("recrop", pose.recrop))
+                         if on))
 
     @property
-    def _keypoints(self) -> int:
-        spec = self.pose.spec
-        first = next(iter(spec.outputs.values()))
-        return int(self._pose.outputs[first].shape[1])
+    def last_crop_kernel_ms(self) -> float:
+        """The crop kernel alone (CUDA events), last keypoint pass (benchmarks)."""
+        return self._keypoints.last_crop_kernel_ms
 
     def _check_engines(self) -> None:
         """Refuse engines this pipeline cannot drive: a profile must take each model's configured
@@ -106,17 +105,6 @@ class GpuPipeline:
             if dtype not in (np.float32, np.float16):
                 raise ConfigError(f"{engine.source}: input {s.input_name} is {dtype}; the warp "
                                   "kernel writes float32 or float16")
-
-    def _event(self) -> Any:
-        from .cuda.driver import Event
-
-        return Event()
-
-    def _new_slot(self) -> FrameSlot:
-        from .cuda.driver import DeviceBuffer, PinnedBuffer
-
-        return FrameSlot(det_params=(PinnedBuffer(24), DeviceBuffer(24)),
-                     events=[self._event() for _ in range(5)])
 
     # ----------------------------------------------------------------------------------------
     @classmethod
@@ -145,7 +133,8 @@ class GpuPipeline:
             for path, spec in zip(paths, (plan.detector, plan.pose)):
                 engines.append(TrtEngine(path, device, None if int8 else spec.sha256, spec))
                 opened.append(engines[-1])
-            pose = PoseEstimator(engines[1], plan.pose, engines[1].max_batch, cfg.refine)
+            pose = PoseEstimator(engines[1], plan.pose, engines[1].max_batch, cfg.refine,
+                                 flip=cfg.flip, recrop=cfg.recrop)
             return cls(Detector(engines[0], plan.detector, plan.params), pose, device, kernels,
                        cfg.max_persons, zero_copy)
         except BaseException:
@@ -153,12 +142,25 @@ class GpuPipeline:
                 thing.close()
             raise
 
-    # ----------------------------------------------------------------------------------------
-    def _stage_frame(self, slot: FrameSlot, frame: Frame) -> None:
-        """Copy the frame into the slot's host staging (growing it) and, unless zero-copy,
-        enqueue the upload on the detector stream."""
+
+    # -- frame slots ------------------------------------------------------------------------
+    def _live(self) -> None:
+        if self._closed:
+            raise EngineError("GPU pipeline is closed")
+        self.device.make_current()
+
+    def _upload(self, frame: Frame) -> FrameSlot:
+        """A free slot (the pool grows) holding ``frame``: copied into its host staging (grown
+        as needed) and, unless zero-copy, uploaded on the detector stream between its events."""
         from .cuda.driver import DeviceBuffer, MappedBuffer, PinnedBuffer
 
+        slot = next((s for s in self._slots if not s.busy), None)
+        if slot is None:
+            slot = FrameSlot(events=[event(), event()])
+            self._slots.append(slot)
+        slot.busy, slot.frame, slot.found = True, frame, None
+        slot.times, slot.t0 = StageTimes(), time.perf_counter()
+        slot.events[1].synchronize()  # its last upload has been sent (no-op when never used)
         nbytes = frame.image.nbytes
         if slot.nbytes < nbytes:
             for buf in (slot.host, slot.device):
@@ -167,192 +169,153 @@ class GpuPipeline:
             slot.host = MappedBuffer(nbytes) if self.zero_copy else PinnedBuffer(nbytes)
             slot.device = None if self.zero_copy else DeviceBuffer(nbytes)
             slot.nbytes = nbytes
+        slot.events[0].record(self.det_stream)
         view = slot.host.array(np.uint8, frame.image.shape)
         np.copyto(view, frame.image)
         if slot.device is not None:
             slot.device.upload(view, self.det_stream)
+        slot.events[1].record(self.det_stream)
+        return slot
 
-    def _submit_detect(self, slot: FrameSlot, frame: Frame) -> None:
-        slot.frame, slot.times, slot.t0 = frame, StageTimes(), time.perf_counter()
-        ev, s = slot.events, self.det_stream
-        spec = self.detector.spec
-        ev[0].record(s)
-        self._stage_frame(slot, frame)
-        ev[1].record(s)
-        slot.affine = self.detector.input_affine(frame)
-        from .cuda.twins import warp_params
-
-        host, dev = slot.det_params
-        staged = host.array(np.float32, (1, 6))
-        staged[...] = warp_params(slot.affine[None])
-        dev.upload(staged, s)
-        p = spec.preprocess
-        self.kernels.warp(s, slot.frame_ptr, (frame.width, frame.height), frame.width * 3,
-                          dev.ptr, 1, self._det.device_ptr(spec.input_name), p.input_size,
-                          p.mean, p.std, p.channel_order, p.pad_value,
-                          self._det.inputs[spec.input_name].dtype,
-                          self._det.capacity(spec.input_name))
-        ev[2].record(s)
-        w, h = p.input_size
-        shapes = self._det.infer_device({spec.input_name: (1, 3, h, w)}, s)
-        ev[3].record(s)
-        slot.outputs = self._det.fetch_outputs(s, shapes)
-        ev[4].record(s)
-
-    def _submit_upload(self, slot: FrameSlot, frame: Frame) -> None:
-        """Only the frame upload (given boxes: the detector is not enqueued)."""
-        slot.frame, slot.times, slot.t0 = frame, StageTimes(), time.perf_counter()
+    def _result(self, slot: FrameSlot, poses: Poses, info: Optional[BatchInfo] = None
+                ) -> FrameResult:
+        """The slot's frame, poses and times (``total``: since its upload, or the batch's wall
+        time); frees the slot."""
         ev = slot.events
-        ev[0].record(self.det_stream)
-        self._stage_frame(slot, frame)
-        ev[1].record(self.det_stream)
+        ev[1].synchronize()  # a frame without persons: nothing else waited for its upload
+        slot.times["upload"] = ev[1].elapsed_ms(ev[0])
+        slot.times["total"] = info.ms if info is not None else \
+            (time.perf_counter() - slot.t0) * 1e3
+        slot.busy = False
+        return FrameResult(slot.current, poses, slot.times, info)
 
-    def _finish_detect(self, slot: FrameSlot) -> Detections:
-        ev, t = slot.events, slot.times
-        ev[4].synchronize()
-        t0 = time.perf_counter()
-        t["upload"] = ev[1].elapsed_ms(ev[0])
-        t["det_pre"] = ev[2].elapsed_ms(ev[1])
-        t["det_infer"] = ev[3].elapsed_ms(ev[2])
-        dets = self.detector.postprocess(slot.outputs, slot.affine, slot.current)
-        t["det_post"] = ev[4].elapsed_ms(ev[3]) + (time.perf_counter() - t0) * 1e3
-        return dets
+    def _reset(self) -> None:
+        """After an error or an abandoned stream: wait for all queued work, free every slot."""
+        for stream in (self.det_stream, self.pose_stream):
+            stream.synchronize()
+        self._detect.cancel()
+        for slot in self._slots:
+            slot.busy, slot.detection = False, None
 
-    def _submit_pose(self, slot: FrameSlot, detections: Detections) -> PoseJob:
-        from .cuda.twins import warp_params
+    # -- the four steps of one frame (stream, TrackedPipeline) --------------------------------
+    def submit_frame(self, image: ImageLike, detect: bool = True) -> FrameSlot:
+        """Upload a frame and, with ``detect``, enqueue its detection behind it (detector
+        stream); returns the frame's slot for the next steps. Only one detection may be in
+        flight: call :meth:`detections` on the previous one first."""
+        self._live()
+        slot = self._upload(as_frame(image))
+        if detect:
+            self._detect.submit([slot])
+        return slot
 
-        n = len(detections)
-        if n > self.max_persons:
-            raise ConfigError(f"{n} persons exceed the GPU pipeline's capacity "
-                              f"{self.max_persons} (--max-persons)")
-        s, spec = self.pose_stream, self.pose.spec
-        affines = self.pose.crop_affines(detections.boxes)
-        s.wait(slot.events[1])                   # the frame is on the device
-        self._pose_events[0].record(s)
-        staged = self._params[0].array(np.float32, (n, 6))
-        staged[...] = warp_params(affines)
-        self._params[1].upload(staged, s)
-        self._pose_events[2].record(s)
-        p, frame = spec.preprocess, slot.current
-        batch = self.pose.max_batch
-        # One launch for every person; one per chunk only if chunk starts would break the
-        # 256-byte alignment TensorRT wants for tensor addresses.
-        launches = [(0, n)] if self._chunk_stride == batch * self._crop_bytes else \
-            [(i, min(n, i + batch)) for i in range(0, n, batch)]
-        for start, stop in launches:
-            out = self._crops.ptr + (start // batch) * self._chunk_stride
-            self.kernels.warp(s, slot.frame_ptr, (frame.width, frame.height), frame.width * 3,
-                              self._params[1].ptr + start * 24, stop - start, out, p.input_size,
-                              p.mean, p.std, p.channel_order, p.pad_value, self.crop_dtype,
-                              self._crops.ptr + self._crops.nbytes - out)
-        self._pose_events[1].record(s)
-        chunks = 0
-        for start in range(0, n, self.pose.max_batch):
-            self._run_chunk(chunks, start, min(n, start + self.pose.max_batch))
-            chunks += 1
-        return PoseJob(slot, detections, affines, chunks)
+    def detections(self, slot: FrameSlot) -> Detections:
+        """The detector's persons on the slot's frame (boxes in frame pixels), waiting for its
+        detection, or enqueueing it first when :meth:`submit_frame` did not."""
+        if slot.found is None:
+            self._detect.finish(slot.detection or self._detect.submit([slot]))
+        if slot.found is None:
+            raise EngineError("the detector returned nothing for this frame")
+        return slot.found
 
-    def _run_chunk(self, index: int, start: int, stop: int) -> None:
-        """Keypoint engine + decode kernel for crops [start, stop) on the keypoint stream."""
-        s, spec = self.pose_stream, self.pose.spec
-        while len(self._chunk_events) <= index:
-            self._chunk_events.append((self._event(), self._event()))
-        w, h = spec.preprocess.input_size
-        count = stop - start
-        shapes = self._pose.infer_device(
-            {spec.input_name: (count, 3, h, w)}, s,
-            {spec.input_name: self._crops.ptr + index * self._chunk_stride})
-        self._chunk_events[index][0].record(s)
-        k = self._keypoints
-        out = self._results[1].ptr + start * k * 12
-        outputs = {role: (self._pose.device_ptr(name), tuple(shapes[name]))
-                   for role, name in spec.outputs.items()}
-        KEYPOINT_DECODERS[spec.decoder].gpu_decode(
-            self.kernels, s, outputs, count * k, spec.preprocess.input_size, self.pose.refine,
-            spec.decoder_options, out, self._results[1].nbytes - start * k * 12)
-        self._chunk_events[index][1].record(s)
+    def submit_keypoints(self, slot: FrameSlot, detections: Detections) -> PoseJob:
+        """Enqueue the crops, keypoint runs and decoding of ``detections`` (frame pixels) on the
+        slot's frame (keypoint stream, after its upload)."""
+        try:
+            job = self._keypoints.submit([slot], [detections.boxes])
+        except BaseException:
+            self._reset()
+            raise
+        slot.found = detections
+        return job
 
-    def _finish_pose(self, job: PoseJob) -> Poses:
-        n, k, t = len(job.detections), self._keypoints, job.slot.times
-        host = self._results[0].array(np.float32, (n, k, 3))
-        pe, ce = self._pose_events, self._chunk_events
-        self._results[1].download(host, self.pose_stream)
-        pe[3].record(self.pose_stream)
-        pe[3].synchronize()
-        t0 = time.perf_counter()
-        t["crop"] = pe[1].elapsed_ms(pe[0])
-        self.last_crop_kernel_ms = pe[1].elapsed_ms(pe[2])
-        starts = [pe[1]] + [ce[i][1] for i in range(job.chunks - 1)]
-        t["pose_infer"] = sum(ce[i][0].elapsed_ms(starts[i]) for i in range(job.chunks))
-        decode_ms = sum(ce[i][1].elapsed_ms(ce[i][0]) for i in range(job.chunks))
-        decode_ms += pe[3].elapsed_ms(ce[job.chunks - 1][1])  # + the N x K x 3 download
-        kpts = geometry.apply_affines(host[..., :2], geometry.invert_affines(job.affines))
-        poses = Poses(kpts, host[..., 2].copy(), job.detections.boxes, job.detections.scores)
-        t["pose_post"] = decode_ms + (time.perf_counter() - t0) * 1e3
-        return poses
+    def finish_keypoints(self, job: PoseJob) -> FrameResult:
+        """Wait for the keypoints of :meth:`submit_keypoints` (and run ``--recrop``'s second
+        pass); the frame's :class:`FrameResult`, its slot freed."""
+        ((kpts, scores),) = self._keypoints.complete(job)
+        slot, dets = job.slots[0], job.slots[0].found
+        poses = Poses(kpts, scores, dets.boxes, dets.scores) if dets is not None and len(dets) \
+            else Poses.empty()
+        return self._result(slot, poses)
 
-    # ----------------------------------------------------------------------------------------
+    # -- the protocol -----------------------------------------------------------------------
     def __call__(self, image: ImageLike, detections: Optional[Detections] = None
                  ) -> FrameResult:
         """One frame, start to end; ``detections`` (frame pixels) replace the detector, which
         is then not enqueued at all (the frame is only uploaded for the crop kernel)."""
-        if self._closed:
-            raise EngineError("GPU pipeline is closed")
-        frame = as_frame(image)
-        self.device.make_current()
-        slot = self._slots[0]
-        if detections is None:
-            self._submit_detect(slot, frame)
-            dets = self._finish_detect(slot)
-        else:
-            self._submit_upload(slot, frame)
-            dets = detections
-        poses = self._finish_pose(self._submit_pose(slot, dets)) if len(dets) else Poses.empty()
-        slot.times["total"] = (time.perf_counter() - slot.t0) * 1e3
-        return FrameResult(frame, poses, slot.times)
+        result = self.batch([image], None if detections is None else [detections])[0]
+        result.batch = None
+        return result
 
     def batch(self, images: Sequence[ImageLike],
               detections: Optional[Sequence[Optional[Detections]]] = None) -> List[FrameResult]:
-        """Several frames (cameras): for now one :meth:`__call__` per frame, not yet one
-        detector batch and one keypoint batch across them as on the CPU (``gpu_slots``)."""
-        return per_frame_batch(self, images, detections, self.pose.max_batch)
+        """Several frames (cameras) at once, equal to one call per frame: every frame uploaded
+        into its own slot, the frames needing the detector letterboxed by ONE launch into one
+        detector run per profile-max chunk (a static batch-1 engine: one per frame), then every
+        person of every frame cropped by ONE launch into one keypoint run per profile-max chunk,
+        decoded on the GPU and split back, in the order given.
+
+        ``detections[i]`` (boxes in frame i's pixels, or None) replaces the detector for frame
+        i. Each result's ``times`` holds that frame's own upload and decode plus its share of
+        the shared runs (by persons; detector runs equally); ``"total"`` is the call's wall
+        time; every result's ``batch`` is one :class:`~.types.BatchInfo`."""
+        self._live()
+        frames = [as_frame(image) for image in images]
+        given = given_detections(detections, len(frames))
+        if not frames:
+            return []
+        t0 = time.perf_counter()
+        info = BatchInfo([0] * len(frames))
+        try:
+            slots = [self._upload(frame) for frame in frames]
+            info.detector_calls = self._detect.run([s for s, d in zip(slots, given) if d is None])
+            dets = [d if d is not None else cast(Detections, s.found)
+                    for s, d in zip(slots, given)]
+            job = self._keypoints.submit(slots, [d.boxes for d in dets])
+            found = self._keypoints.complete(job, info.keypoint_batches)
+        except BaseException:
+            self._reset()
+            raise
+        poses = [Poses(k, s, d.boxes, d.scores) if len(d) else Poses.empty()
+                 for (k, s), d in zip(found, dets)]
+        info.persons = [len(p) for p in poses]
+        info.ms = (time.perf_counter() - t0) * 1e3
+        return [self._result(slot, p, info) for slot, p in zip(slots, poses)]
 
     def stream(self, frames: Any) -> Iterator[FrameResult]:
         """Results in frame order, frame t+1's upload + detection (detector stream) overlapping
-        frame t's keypoints (keypoint stream), two frame slots. When ``frames`` ends or raises,
-        the frame in flight is finished and yielded first (then the error propagates)."""
-        if self._closed:
-            raise EngineError("GPU pipeline is closed")
-        self.device.make_current()
-        pending: Optional[Tuple[FrameSlot, Optional[PoseJob]]] = None
+        frame t's keypoints (keypoint stream). When ``frames`` ends or raises, the frame in
+        flight is finished and yielded first (then the error propagates)."""
+        self._live()
+        pending: Optional[PoseJob] = None
         source = iter(as_frames(frames))
         error: Optional[Exception] = None
-        i = 0
-        while True:
-            try:
-                frame = next(source)
-            except StopIteration:
-                break
-            except Exception as exc:  # drain what is in flight, then re-raise
-                error = exc
-                break
-            slot = self._slots[i % 2]
-            i += 1
-            self._submit_detect(slot, frame)
+        try:
+            while True:
+                try:
+                    frame = next(source)
+                except StopIteration:
+                    break
+                except Exception as exc:  # drain what is in flight, then re-raise
+                    error = exc
+                    break
+                slot = self.submit_frame(frame)
+                if pending is not None:
+                    done, pending = pending, None
+                    yield self.finish_keypoints(done)
+                pending = self.submit_keypoints(slot, self.detections(slot))
             if pending is not None:
                 done, pending = pending, None
-                yield self._complete(*done)
-            dets = self._finish_detect(slot)
-            pending = (slot, self._submit_pose(slot, dets) if len(dets) else None)
-        if pending is not None:
-            yield self._complete(*pending)
+                yield self.finish_keypoints(done)
+        finally:
+            self.cancel()
         if error is not None:
             raise error
 
-    def _complete(self, slot: FrameSlot, job: Optional[PoseJob]) -> FrameResult:
-        poses = self._finish_pose(job) if job is not None else Poses.empty()
-        slot.times["total"] = (time.perf_counter() - slot.t0) * 1e3
-        return FrameResult(slot.current, poses, slot.times)
+    def cancel(self) -> None:
+        """Drop the frames in flight, if any (a consumer that stopped a stream early): their
+        queued work completes first, their slots are freed."""
+        if not self._closed and any(slot.busy for slot in self._slots):
+            self._reset()
 
     def __enter__(self) -> GpuPipeline:
         return self
@@ -361,21 +324,25 @@ class GpuPipeline:
         self.close()
 
     def close(self) -> None:
+        """Release everything, the device's context made current first (closing from another
+        thread than the one that ran the pipeline must not free in no context)."""
         if getattr(self, "_closed", True):
             return
         self._closed = True
         errors: List[BaseException] = []
+        try:
+            self.device.make_current()
+        except TrtPoseError as exc:
+            errors.append(exc)
         for stream in (self.det_stream, self.pose_stream):
             try:
                 stream.synchronize()  # nothing may still use the buffers freed below
             except TrtPoseError as exc:
                 errors.append(exc)
-        things: List[Any] = [self.det_stream, self.pose_stream, self._crops, *self._params,
-                             *self._results, *self._pose_events]
-        things += [e for pair in self._chunk_events for e in pair]
+        things: List[Any] = [self.det_stream, self.pose_stream, *self._detect.resources(),
+                             *self._keypoints.resources()]
         for slot in self._slots:
-            things += [b for b in (slot.host, slot.device, *slot.det_params) if b is not None]
-            things += slot.events
+            things += slot.buffers()
         things += [self._det, self._pose, self.kernels, self.device]
         for thing in things:
             try:
@@ -384,4 +351,3 @@ class GpuPipeline:
                 errors.append(exc)
         if errors:
             log.warning("errors while closing the GPU pipeline: %s", errors[0])
-

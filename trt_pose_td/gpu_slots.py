@@ -1,70 +1,145 @@
-"""The GPU pipeline's in-flight state: a frame slot (host staging, device copy, detector events,
-stage times) and a submitted keypoint job; :func:`per_frame_batch`, its ``batch(frames)`` (one
-frame after another). Pure bookkeeping: the CUDA objects are created and owned by
-:class:`~.gpu_pipeline.GpuPipeline`."""
+"""The GPU pipeline's in-flight state: frame slots (a frame's host staging, device copy, upload
+events and stage times), the staging of the small tables each launch reads, and the submitted
+detector and keypoint jobs. Bookkeeping around CUDA objects (created lazily through
+:mod:`.cuda.driver`, so the stand-in of the tests can replace them); the work itself is enqueued by
+:mod:`.gpu_detect`, :mod:`.gpu_keypoints` and :class:`~.gpu_pipeline.GpuPipeline`.
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import EngineError
-from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes, given_detections
+from .types import Detections, Frame, StageTimes
+
+#: Alignment of every table in a :class:`Staging` buffer (and of TensorRT tensor addresses).
+ALIGN = 256
+
+
+def event() -> Any:
+    """A new CUDA event (timing enabled)."""
+    from .cuda.driver import Event
+
+    return Event()
 
 
 @dataclass
 class FrameSlot:
-    """One frame in flight: host staging (pinned or mapped), its device copy, detector events."""
+    """One frame in flight: host staging (pinned or mapped), its device copy (None when the
+    kernels read mapped host memory), events around its upload on the detector stream
+    (``events[0]`` before, ``events[1]`` after), its stage times, and while its detection runs
+    the :class:`DetJob` it is part of; ``found``: the detector's persons once finished."""
 
     host: Any = None
     device: Any = None
     nbytes: int = 0
-    det_params: Any = None      # (pinned, device) 6 floats of the letterbox map
     events: List[Any] = field(default_factory=list)
     frame: Optional[Frame] = None
-    affine: Any = None
-    outputs: Any = None
     times: StageTimes = field(default_factory=StageTimes)
     t0: float = 0.0
+    busy: bool = False
+    detection: Optional[DetJob] = None
+    found: Optional[Detections] = None
 
     @property
     def current(self) -> Frame:
-        """The frame this slot holds (set when its detection is submitted)."""
+        """The frame this slot holds (set when it is uploaded)."""
         if self.frame is None:
             raise EngineError("GPU pipeline slot has no frame")
         return self.frame
 
     @property
     def frame_ptr(self) -> int:
+        """Device address of the frame (the mapped host memory's, zero-copy)."""
         return int(self.device.ptr if self.device is not None else self.host.device_ptr)
+
+    @property
+    def table_entry(self) -> Tuple[int, int, int, int]:
+        """(device address, width, height, row pitch in bytes): one row of a warp frame table."""
+        frame = self.current
+        return self.frame_ptr, frame.width, frame.height, frame.width * 3
+
+    def buffers(self) -> List[Any]:
+        """Everything of this slot to close."""
+        return [b for b in (self.host, self.device) if b is not None] + list(self.events)
+
+
+class Staging:
+    """The small host -> device tables of a launch (warp frames and items), packed in one pinned
+    buffer at :data:`ALIGN`-byte offsets and sent with ONE copy on the caller's stream. Before
+    the host writes the next tables it waits for the previous copy (an event), so a copy never
+    sends what a later call wrote; the buffers grow (after the stream is done with them)."""
+
+    def __init__(self) -> None:
+        self.host: Any = None
+        self.device: Any = None
+        self.nbytes = 0
+        self._copied: Any = None
+
+    def put(self, stream: Any, arrays: Sequence[np.ndarray]) -> List[int]:
+        """Enqueue the upload of ``arrays`` (C-contiguous); returns their device addresses."""
+        from .cuda.driver import DeviceBuffer, PinnedBuffer
+
+        offsets, total = [], 0
+        for arr in arrays:
+            offsets.append(total)
+            total += -(-max(arr.nbytes, 1) // ALIGN) * ALIGN
+        if self._copied is None:
+            self._copied = event()
+        else:
+            self._copied.synchronize()
+        if total > self.nbytes:
+            stream.synchronize()
+            self.close_buffers()
+            self.nbytes = max(total, 2 * self.nbytes)
+            self.host, self.device = PinnedBuffer(self.nbytes), DeviceBuffer(self.nbytes)
+        staged = self.host.array(np.uint8, (self.nbytes,))
+        for arr, offset in zip(arrays, offsets):
+            raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+            staged[offset:offset + raw.nbytes] = raw
+        self.device.upload(staged[:total], stream)
+        self._copied.record(stream)
+        return [int(self.device.ptr) + offset for offset in offsets]
+
+    def close_buffers(self) -> None:
+        for buf in (self.host, self.device):
+            if buf is not None:
+                buf.close()
+        self.host = self.device = None
+        self.nbytes = 0
+
+    def close(self) -> None:
+        self.close_buffers()
+        if self._copied is not None:
+            self._copied.close()
+            self._copied = None
+
+
+@dataclass
+class DetJob:
+    """One detector run on the frames of ``slots`` (at most the engine profile's max batch):
+    their letterbox maps (2, 3) and the pinned host views its outputs are copied into."""
+
+    slots: List[FrameSlot]
+    affines: List[np.ndarray]
+    outputs: Any
 
 
 @dataclass
 class PoseJob:
-    slot: FrameSlot
-    detections: Detections
-    affines: np.ndarray
-    chunks: int
+    """One keypoint pass over the persons of ``slots``: per frame its boxes (N_i, 4) and crop
+    maps (N_i, 2, 3); ``owner``: the frame of every person (N,); ``chunks``: the size of every
+    keypoint engine run, in order (a --flip run counts once)."""
 
+    slots: List[FrameSlot]
+    boxes: List[np.ndarray]
+    affines: List[np.ndarray]
+    owner: np.ndarray
+    chunks: List[int]
 
-def per_frame_batch(call: Callable[[Any, Optional[Detections]], FrameResult],
-                    images: Sequence[Any], detections: Optional[Sequence[Optional[Detections]]],
-                    max_batch: int) -> List[FrameResult]:
-    """``batch(frames)`` as one ``call(image, detections)`` per frame: the GPU pipeline's
-    fallback (one detector run and ``ceil(persons / max_batch)`` keypoint runs per frame, not
-    one keypoint batch across frames). Results as :meth:`.pipeline.CpuPipeline.batch` gives
-    them: in order, all sharing one :class:`~.types.BatchInfo` (each frame keeps its own
-    stage times and ``"total"``)."""
-    given = given_detections(detections, len(images))
-    t0 = time.perf_counter()
-    results = [call(image, d) for image, d in zip(images, given)]
-    info = BatchInfo([len(r.poses) for r in results], sum(d is None for d in given))
-    for n in info.persons:
-        info.keypoint_batches += [min(max_batch, n - s) for s in range(0, n, max_batch)]
-    info.ms = (time.perf_counter() - t0) * 1e3
-    for r in results:
-        r.batch = info
-    return results
+    @property
+    def persons(self) -> int:
+        return len(self.owner)

@@ -159,9 +159,6 @@ def _ort_plan(cfg: PipelineConfig, progress: bool) -> Plan:
 
 
 def _trt_plan(cfg: PipelineConfig) -> Plan:
-    if cfg.flip or cfg.recrop:
-        raise ConfigError("--flip and --recrop are not available on the GPU pipeline yet; use "
-                          "--backend onnxruntime")
     mode = _int8_mode(cfg)
     det, pose = model_specs(cfg, int8_qdq=mode == "qdq")
     return Plan(cfg, "tensorrt", cfg.precision or "fp16", mode, det, pose, detector_params(cfg),

@@ -172,19 +172,9 @@ class PoseEstimator:
         on the box around them (:func:`.geometry.keypoint_boxes`), which frames the body better
         than a nano detector's box; the second pass (one batch over all frames) replaces the
         first."""
-        redo, kboxes = [], []
-        for (keypoints, scores), b in zip(found, boxes):
-            kb, usable = geometry.keypoint_boxes(keypoints, scores)
-            # a pose squeezed into a corner of its box (< 1/5 of its size) is no better framing
-            side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
-            kside = np.maximum(kb[:, 2] - kb[:, 0], kb[:, 3] - kb[:, 1])
-            redo.append(np.flatnonzero(usable & (kside >= 0.2 * side)))
-            kboxes.append(kb[redo[-1]])
-        if not any(len(r) for r in redo):
-            return
-        again = self.estimate_many(frames, kboxes, times, calls)
-        for (keypoints, scores), r, (k, s) in zip(found, redo, again):
-            keypoints[r], scores[r] = k, s
+        redo, kboxes = recrop_boxes(found, boxes)
+        if any(len(r) for r in redo):
+            apply_recrop(found, redo, self.estimate_many(frames, kboxes, times, calls))
 
     def estimate(self, frame: Frame, boxes: np.ndarray, times: Optional[StageTimes] = None
                  ) -> Tuple[np.ndarray, np.ndarray]:
@@ -211,7 +201,7 @@ class PoseEstimator:
                         mirrored.append(self._warp(frame, geometry.mirror_affines(
                             affines[-1], self.spec.preprocess.input_size[0])))
         if not crops:
-            return [_no_keypoints() for _ in frames]
+            return [no_keypoints() for _ in frames]
         owner = np.repeat(np.arange(len(frames)), counts)
         batch = np.concatenate(crops)
         flipped = np.concatenate(mirrored) if self.flip else None
@@ -245,7 +235,7 @@ class PoseEstimator:
         out, start, used = [], 0, iter(affines)
         for n, t in zip(counts, times):
             if not n:
-                out.append(_no_keypoints())
+                out.append(no_keypoints())
                 continue
             with Timer(t)("pose_post"):
                 back = geometry.invert_affines(next(used))
@@ -255,7 +245,32 @@ class PoseEstimator:
         return out
 
 
-def _no_keypoints() -> Tuple[np.ndarray, np.ndarray]:
+def recrop_boxes(found: Sequence[Tuple[np.ndarray, np.ndarray]], boxes: Sequence[np.ndarray]
+                 ) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """Who the pose-guided re-crop runs again, per frame: the indices of the persons with enough
+    confident keypoints (:func:`.geometry.keypoint_boxes`) whose keypoint box is at least 1/5 of
+    their box's size, and those keypoint boxes (M_i, 4) float32 (frame pixels). found: per frame
+    keypoints (N_i, K, 2) and scores (N_i, K); boxes: per frame the boxes (N_i, 4) they came
+    from. Both pipelines use it (:meth:`PoseEstimator._recrop`, the GPU pipeline)."""
+    redo, kboxes = [], []
+    for (keypoints, scores), b in zip(found, boxes):
+        kb, usable = geometry.keypoint_boxes(keypoints, scores)
+        # a pose squeezed into a corner of its box (< 1/5 of its size) is no better framing
+        side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+        kside = np.maximum(kb[:, 2] - kb[:, 0], kb[:, 3] - kb[:, 1])
+        redo.append(np.flatnonzero(usable & (kside >= 0.2 * side)))
+        kboxes.append(kb[redo[-1]])
+    return redo, kboxes
+
+
+def apply_recrop(found: List[Tuple[np.ndarray, np.ndarray]], redo: Sequence[np.ndarray],
+                 again: Sequence[Tuple[np.ndarray, np.ndarray]]) -> None:
+    """The second pass replaces the first for the persons :func:`recrop_boxes` chose (in place)."""
+    for (keypoints, scores), r, (k, s) in zip(found, redo, again):
+        keypoints[r], scores[r] = k, s
+
+
+def no_keypoints() -> Tuple[np.ndarray, np.ndarray]:
     return (np.zeros((0, NUM_KEYPOINTS, 2), np.float32),
             np.zeros((0, NUM_KEYPOINTS), np.float32))
 
@@ -265,7 +280,12 @@ def share_times(times: Sequence[Optional[StageTimes]], stage: str, t0: float,
     """Split the milliseconds since ``t0`` (perf_counter) among ``times`` by ``weights`` (a
     frame's persons in a shared keypoint chunk, 1 each in a detector run), so the frames' stage
     times of one batch add up to its cost."""
-    ms = (time.perf_counter() - t0) * 1e3
+    share_ms(times, stage, (time.perf_counter() - t0) * 1e3, weights)
+
+
+def share_ms(times: Sequence[Optional[StageTimes]], stage: str, ms: float,
+             weights: Union[Sequence[int], np.ndarray]) -> None:
+    """Split ``ms`` among ``times`` by ``weights`` (see :func:`share_times`)."""
     total = float(sum(weights))
     for t, w in zip(times, weights):
         if t is not None and w:

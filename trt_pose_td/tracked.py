@@ -1,29 +1,35 @@
 """Tracking on top of any pipeline (CPU or GPU): stable ``track_id`` s, detection every K frames,
-smoothed keypoints — with the same ``__call__`` / ``stream`` protocol.
+smoothed keypoints — with the same ``__call__`` / ``stream`` / ``batch`` protocol.
 
 - Detection frames run the inner pipeline as usual and :meth:`PoseTracker.update` associates its
   persons with the tracks.
-- Frames between detections (``det_every`` > 1) run ``inner(frame, detections=boxes)`` on each
-  live track's pose-guided box, predicted forward by the motion model: the detector is not run
-  (on the GPU not even enqueued; the crop kernel takes the boxes) and only the keypoint model does
-  work. Those boxes come from the previous frame's keypoints, so such a frame cannot start before
-  the previous one has finished: with ``det_every`` > 1, ``stream`` runs frame by frame and the
-  GPU's two-slot overlap (frame t+1's detection beside frame t's keypoints) is given up — on a
-  frame without detection there is no detection to overlap. With ``det_every`` = 1, ``stream``
-  keeps the inner pipeline's own stream (overlap included) and only associates its results.
+- Frames between detections (``det_every`` > 1) run the keypoint model only, on each live track's
+  pose-guided box predicted forward by the motion model (``inner(frame, detections=boxes)``: the
+  detector is not run; on the GPU not even enqueued, the crop kernel takes the boxes).
+- ``stream`` with ``det_every`` = 1 keeps the inner pipeline's own stream (on the GPU frame
+  t+1's detection overlapping frame t's keypoints) and only associates its results. With
+  ``det_every`` > 1 a frame between detections needs the previous frame's keypoints for its
+  boxes, so it cannot start earlier; on the GPU pipeline (its four steps ``submit_frame``,
+  ``detections``, ``submit_keypoints``, ``finish_keypoints``) frame t+1 is still uploaded — and,
+  when the detection schedule's count makes it a detection frame, detected — while frame t's
+  keypoints run, and its pose-guided crops are enqueued as soon as frame t's keypoints are on
+  the host and the tracker has stepped. Results equal the frame-by-frame run. On the CPU
+  pipeline ``stream`` runs frame by frame.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .gpu_slots import per_frame_batch
 from .io.inputs import ImageLike, as_frame, as_frames
 from .tracking import PoseTracker, TrackerConfig
-from .types import Detections, Frame, FrameResult, StageTimes
+from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes, given_detections
+
+#: ``run(frame, boxes)``: the inner pipeline's result for given boxes (frame pixels).
+KeypointRun = Callable[[Frame, np.ndarray], FrameResult]
 
 
 class TrackedPipeline:
@@ -74,16 +80,52 @@ class TrackedPipeline:
         active = sum(tr.active for tr in tracker.tracks)
         if detections is not None or tracker.schedule.due(active):
             return self._associate(self.inner(frame, detections), tracker)
-        return self._follow(frame, tracker)
+        return self._follow(frame, tracker, lambda f, boxes: self.inner(f, _given(boxes)))
 
     def stream(self, frames: Any) -> Iterator[FrameResult]:
         """Tracked results in frame order (see the module docstring for what overlaps)."""
         if self.tracker.config.det_every == 1:
             for result in self.inner.stream(frames):
                 yield self._associate(result, self.tracker)
-            return
-        for frame in as_frames(frames):
-            yield self(frame)
+        elif hasattr(self.inner, "submit_frame"):
+            yield from self._overlapped(frames)
+        else:
+            for frame in as_frames(frames):
+                yield self(frame)
+
+    def _overlapped(self, frames: Any) -> Iterator[FrameResult]:
+        """``stream`` with ``det_every`` > 1 on the GPU pipeline's four steps: frame t+1 goes up
+        (with its detection when the schedule's count says so) right after frame t's keypoints
+        are enqueued; frame t's result is complete before frame t+1's boxes are chosen. When
+        ``frames`` ends or raises, the frame in flight is finished first."""
+        ahead = _Lookahead(self.inner, iter(as_frames(frames)), self.tracker)
+        try:
+            slot = ahead.take()
+            while slot is not None:
+                yield self._step_submitted(slot, ahead)
+                slot = ahead.take()
+        finally:
+            self.inner.cancel()
+        if ahead.error is not None:
+            raise ahead.error
+
+    def _step_submitted(self, slot: Any, ahead: _Lookahead) -> FrameResult:
+        """One tracked frame already uploaded into ``slot`` (see :meth:`_overlapped`)."""
+        inner, tracker = self.inner, self.tracker
+        if tracker.schedule.due(sum(tr.active for tr in tracker.tracks)):
+            job = inner.submit_keypoints(slot, inner.detections(slot))
+            ahead.submit()
+            return self._associate(inner.finish_keypoints(job), tracker)
+
+        def run(frame: Frame, boxes: np.ndarray) -> FrameResult:
+            job = inner.submit_keypoints(slot, _given(boxes))
+            ahead.submit()
+            return inner.finish_keypoints(job)
+
+        result = self._follow(slot.current, tracker, run)
+        if slot.busy:  # no track to follow in this frame: free its slot
+            inner.finish_keypoints(inner.submit_keypoints(slot, Detections.empty()))
+        return result
 
     @staticmethod
     def _associate(result: FrameResult, tracker: PoseTracker) -> FrameResult:
@@ -91,13 +133,14 @@ class TrackedPipeline:
         poses = tracker.update(result.poses, result.frame.timestamp)
         return FrameResult(result.frame, poses, result.times, result.batch)
 
-    def _follow(self, frame: Frame, tracker: PoseTracker) -> FrameResult:
+    @staticmethod
+    def _follow(frame: Frame, tracker: PoseTracker, run: KeypointRun) -> FrameResult:
+        """A frame between detections: the tracker follows its tracks with ``run``."""
         times = StageTimes()
         t0 = time.perf_counter()
 
         def estimate(f: Frame, boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-            given = Detections(boxes, np.ones(len(boxes), np.float32))
-            result = self.inner(f, given)
+            result = run(f, boxes)
             for stage, ms in result.times.items():
                 if stage != "total":
                     times.add(stage, ms)
@@ -115,6 +158,63 @@ class TrackedPipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _given(boxes: np.ndarray) -> Detections:
+    """Pose-guided boxes (N, 4) as detections (score 1)."""
+    return Detections(boxes, np.ones(len(boxes), np.float32))
+
+
+class _Lookahead:
+    """The next frame of an overlapped tracked stream: taken from the source and submitted to
+    the GPU pipeline (upload, and detection when the schedule's count is due) at most once, as
+    soon as :meth:`submit` is called. A source error is kept in :attr:`error`, to be raised once
+    the frame in flight is finished."""
+
+    def __init__(self, inner: Any, source: Iterator[Frame], tracker: PoseTracker) -> None:
+        self.inner, self.source, self.tracker = inner, source, tracker
+        self.slot: Any = None
+        self.submitted = False
+        self.error: Optional[Exception] = None
+
+    def submit(self) -> None:
+        if self.submitted:
+            return
+        self.submitted = True
+        try:
+            frame = next(self.source)
+        except StopIteration:
+            return
+        except Exception as exc:  # finish the frame in flight first
+            self.error = exc
+            return
+        self.slot = self.inner.submit_frame(frame, self.tracker.schedule.next_is_scheduled())
+
+    def take(self) -> Any:
+        """The submitted next frame's slot (None: the source ended or failed)."""
+        self.submit()
+        slot, self.slot, self.submitted = self.slot, None, False
+        return slot
+
+
+def per_frame_batch(call: Callable[[Any, Optional[Detections]], FrameResult],
+                    images: Sequence[Any], detections: Optional[Sequence[Optional[Detections]]],
+                    max_batch: int) -> List[FrameResult]:
+    """``batch(frames)`` as one ``call(image, detections)`` per frame (a tracked pipeline with
+    ``det_every`` > 1: each camera's frame needs that camera's previous one): one detector run
+    and ``ceil(persons / max_batch)`` keypoint runs per frame. Results as
+    :meth:`.pipeline.CpuPipeline.batch` gives them: in order, all sharing one
+    :class:`~.types.BatchInfo` (each frame keeps its own stage times and ``"total"``)."""
+    given = given_detections(detections, len(images))
+    t0 = time.perf_counter()
+    results = [call(image, d) for image, d in zip(images, given)]
+    info = BatchInfo([len(r.poses) for r in results], sum(d is None for d in given))
+    for n in info.persons:
+        info.keypoint_batches += [min(max_batch, n - s) for s in range(0, n, max_batch)]
+    info.ms = (time.perf_counter() - t0) * 1e3
+    for r in results:
+        r.batch = info
+    return results
 
 
 def tracker_config(track: bool, det_every: int, smooth: bool) -> Optional[TrackerConfig]:

@@ -36,6 +36,8 @@ def parse_command(command: str) -> BuildOptions:
                  timing_cache="none", dla_core=1, version_compatible=True,
                  layer_precisions=(LayerPrecision("type:SOFTMAX", "fp32"),
                                    LayerPrecision("*head*", "fp16"))),
+    BuildOptions(output="/engines", det_batch=BatchRange(1, 2, 4)),
+    BuildOptions(output="/engines", det_batch=BatchRange(1, 1, 8)),  # explicit: no follow
     BuildOptions(precision="int8", strongly_typed=True, tactic_sources="-CUDNN",
                  qdq_method="entropy", detector="models/my det.onnx",
                  detector_like="rtmdet_nano_person_raw"),
@@ -50,6 +52,20 @@ def test_rebuild_command_rebuilds_the_same_engine(opts):
         model = opts.detector if role == "detector" else opts.pose
         assert getattr(again, role).endswith(model.split("/")[-1])
         assert "--skip-existing" not in command
+
+
+def test_detector_batch_profile_flag():
+    """No --det-batch: the default profile (several cameras, a static batch followed); a
+    given one is taken as is (and a static detector then refuses it at build time)."""
+    from trt_pose_td.build.options import DEFAULT_DET_BATCH
+
+    default = parse_command("trt-pose-td build --only detector")
+    assert default.det_batch == DEFAULT_DET_BATCH and default.det_batch.follows_static
+    assert (default.det_batch.min, default.det_batch.max) == (1, 8)
+    given = parse_command("trt-pose-td build --only detector --det-batch 1,4,4")
+    assert given.det_batch == BatchRange(1, 4, 4) and not given.det_batch.follows_static
+    assert "--det-batch" not in rebuild_command(default, "detector")
+    assert "--det-batch 1,4,4" in rebuild_command(given, "detector")
 
 
 def test_rebuild_command_is_short_for_defaults():

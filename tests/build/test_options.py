@@ -1,6 +1,7 @@
 import pytest
 
 from trt_pose_td.build.options import (
+    DEFAULT_DET_BATCH,
     NO_CUBLAS_CUDNN,
     BatchRange,
     BuildOptions,
@@ -77,7 +78,7 @@ def test_engine_options_say_what_the_engine_depends_on():
     det = BuildOptions(det_size=(416, 416)).engine_options("detector")
     pose = BuildOptions(det_size=(416, 416)).engine_options("pose")
     assert det["det_size"] == [416, 416] and "det_size" not in pose
-    assert det["batches"] == ["1,1,1"] and pose["batches"] == ["1,8,32"]
+    assert det["batches"] == ["1,1,8"] and pose["batches"] == ["1,8,32"]
     cal = BuildOptions(precision="int8", int8_mode="calibrator").engine_options("pose")
     assert cal["int8_mode"] == "calibrator" and cal["calib_batch"] == 8
     assert "calib_batch" not in BuildOptions(precision="int8").engine_options("pose")
@@ -124,3 +125,12 @@ def test_requests_this_tensorrt_or_gpu_cannot_honour(opts, env, message):
 ])
 def test_requests_that_are_honoured(opts, version):
     check_supported(opts, make_env(version))
+
+
+def test_dla_takes_the_default_detector_profile_at_batch_1():
+    """The default detector profile is dynamic (1..8 cameras); DLA runs static shapes only, so
+    with --dla-core the default becomes batch 1, while an explicit --det-batch stays as given."""
+    assert BuildOptions().batches("detector") == (DEFAULT_DET_BATCH,)
+    assert BuildOptions(dla_core=0).batches("detector") == (BatchRange(1, 1, 1),)
+    given = BatchRange(1, 2, 4)
+    assert BuildOptions(dla_core=0, det_batch=given).batches("detector") == (given,)

@@ -48,6 +48,22 @@ def test_detector_at_its_chosen_size():
         engine_profiles(inputs, [BatchRange(1, 1, 1)], None)
 
 
+def test_default_detector_profile_takes_several_cameras_and_follows_a_static_batch():
+    """The default detector profile (1..8 frames, opt 1) on the dynamic-batch RTMDet; a static
+    detector (YOLOX / PicoDet declare batch 1) keeps its batch instead of being refused."""
+    from trt_pose_td.build.options import DEFAULT_DET_BATCH
+
+    (profile,) = engine_profiles(onnx_inputs(packaged("rtmdet_nano_person_raw")),
+                                 [DEFAULT_DET_BATCH], (416, 416))
+    assert profile["input"] == {"min": [1, 3, 416, 416], "opt": [1, 3, 416, 416],
+                                "max": [8, 3, 416, 416]}
+    (static,) = engine_profiles({"images": [1, 3, 416, 416]}, [DEFAULT_DET_BATCH], (416, 416))
+    assert static["images"]["max"] == [1, 3, 416, 416]
+    meta = EngineMetadata("m", "detector", "0" * 64, "fp16", "10.3.0", "Orin", "8.7", "cmd",
+                          profiles=[profile])
+    assert meta.max_batch == 8  # what the runtime reads back: cameras per detector run
+
+
 def test_static_models_refuse_other_shapes():
     inputs = {"images": [1, 3, 416, 416]}  # what yolox_nano_416.onnx declares: a static graph
     assert engine_profiles(inputs, [BatchRange(1, 1, 1)], (416, 416))[0]["images"]["max"] == [

@@ -108,6 +108,75 @@ def test_cuda_preprocessor_and_argument_checks(kit):
         kernels.warp(stream, 1, (64, 48), 100, 1, 4, 1, (192, 256), (0,) * 3, (1,) * 3)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_multi_frame_warp_kernel_equals_twin(kit, dtype):
+    """warp_frames: three frames (one with padded rows), 1..64 items each reading its own
+    frame, written at scattered offsets (gaps stay poisoned)."""
+    from trt_pose_td.cuda.driver import DeviceBuffer
+
+    kernels, stream = kit
+    rng = np.random.default_rng()
+    images = [rng.integers(0, 256, (int(rng.integers(31, 900)), int(rng.integers(29, 1300)), 3),
+                           dtype=np.uint8) for _ in range(3)]
+    pitches = [im.shape[1] * 3 + pad for im, pad in zip(images, (0, 64, 0))]
+    bufs = []
+    for im, pitch in zip(images, pitches):
+        rows = np.zeros((im.shape[0], pitch), np.uint8)
+        rows[:, :im.shape[1] * 3] = im.reshape(im.shape[0], -1)
+        bufs.append(_device_copy(rows, stream))
+    n, (out_w, out_h) = int(rng.integers(1, 65)), (48, 64)
+    frames = rng.integers(0, 3, n)
+    affines = np.concatenate([_random_affines(rng, images[f].shape[1], images[f].shape[0], 1,
+                                              (out_w, out_h), 0.75) for f in frames])
+    item = 3 * out_h * out_w
+    offsets = np.arange(n) * item + np.arange(n) // 5 * 128  # a gap after every 5th item
+    table = twins.warp_frame_table([(b.ptr, im.shape[1], im.shape[0], p)
+                                    for b, im, p in zip(bufs, images, pitches)])
+    tab, items = _device_copy(table, stream), _device_copy(
+        twins.warp_items(affines, frames, offsets), stream)
+    extent = int(offsets[-1]) + item
+    out = DeviceBuffer(extent * np.dtype(dtype).itemsize)
+    out.fill_u32(NAN32 if dtype == np.float32 else NAN16X2, stream)
+    mean, std = rng.uniform(0, 255, 3), rng.uniform(1, 80, 3)
+    kernels.warp_frames(stream, tab.ptr, items.ptr, n, out.ptr, (out_w, out_h), mean, std, "rgb",
+                        114.0, dtype, extent, out.nbytes)
+    flat = _download(out, (extent,), dtype, stream)
+    for buf in (*bufs, tab, items, out):
+        buf.close()
+    got = np.stack([flat[o:o + item].reshape(3, out_h, out_w) for o in offsets])
+    ref = twins.warp_frames_twin(images, frames, affines, (out_w, out_h), mean, std, "rgb", 114.0,
+                                 dtype)
+    assert not np.isnan(got).any(), "kernel left output elements unwritten"
+    if n > 5:
+        assert np.isnan(flat[offsets[4] + item:offsets[5]]).all(), "wrote into a gap"
+    rtol = 2.0 ** -10 if dtype == np.float16 else 0.0
+    np.testing.assert_allclose(got.astype(np.float32), ref.astype(np.float32), rtol=rtol,
+                               atol=1e-3)
+
+
+@pytest.mark.parametrize("decoder, shapes", [
+    ("heatmap", {"heatmaps": (17, 64, 48)}),
+    ("simcc", {"simcc_x": (17, 384), "simcc_y": (17, 512)}),
+])
+def test_flip_average_kernel_equals_twin(kit, decoder, shapes):
+    from trt_pose_td.decode import KEYPOINT_DECODERS
+    from trt_pose_td.skeleton import flip_permutation
+
+    kernels, stream = kit
+    rng = np.random.default_rng()
+    n = int(rng.integers(1, 33))
+    gathers = twins.flip_gathers(KEYPOINT_DECODERS[decoder].flip_back, shapes, flip_permutation())
+    for role, shape in shapes.items():
+        a = rng.standard_normal((n, *shape)).astype(np.float32)
+        b = rng.standard_normal((n, *shape)).astype(np.float32)
+        da, db, dg = (_device_copy(x, stream) for x in (a, b, gathers[role]))
+        kernels.flip_average(stream, da.ptr, db.ptr, dg.ptr, int(np.prod(shape)), n, a.nbytes)
+        got = _download(da, a.shape, np.float32, stream)
+        for buf in (da, db, dg):
+            buf.close()
+        np.testing.assert_array_equal(got, twins.flip_average_twin(a, b, gathers[role]))
+
+
 def _heatmaps(rng, n, k, h, w):
     yy, xx = np.mgrid[0:h, 0:w]
     cx, cy = rng.uniform(-1, w, (n, k, 1, 1)), rng.uniform(-1, h, (n, k, 1, 1))

@@ -8,8 +8,9 @@ from trt_pose_td.cli import main
 from trt_pose_td.cuda import nvrtc
 from trt_pose_td.errors import ConfigError, DependencyError
 
-ENTRIES = {"warp.cu": (b"warp_affine_f32", b"warp_affine_f16"),
-           "decode.cu": (b"decode_heatmaps", b"decode_simcc")}
+ENTRIES = {"warp.cu": (b"warp_affine_f32", b"warp_affine_f16", b"warp_frames_f32",
+                       b"warp_frames_f16"),
+           "decode.cu": (b"decode_heatmaps", b"decode_simcc", b"flip_average")}
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -107,6 +107,69 @@ def test_bad_arguments_are_refused():
 
 
 # ---------------------------------------------------------------------------------------------
+def test_multi_frame_warp_twin_equals_one_frame_at_a_time():
+    """warp_frames_twin: each item sampled from its own frame, exactly as warp_batch_twin."""
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((48, 64), (31, 97))]
+    frames = np.array([1, 0, 1, 1, 0])
+    boxes = np.concatenate([_random_boxes(rng, images[f].shape[1], images[f].shape[0], 1)
+                            for f in frames])
+    c, s = geometry.box_to_center_size(boxes, 0.75, 1.25)
+    affines = geometry.crop_affines(c, s, (12, 16))
+    for dtype in (np.float32, np.float16):
+        got = twins.warp_frames_twin(images, frames, affines, (12, 16), (1, 2, 3), (4, 5, 6),
+                                     "rgb", 7.0, dtype)
+        for i, f in enumerate(frames):
+            want = twins.warp_batch_twin(images[f], affines[i:i + 1], (12, 16), (1, 2, 3),
+                                         (4, 5, 6), "rgb", 7.0, dtype)
+            np.testing.assert_array_equal(got[i:i + 1], want)
+    with pytest.raises(ValueError, match="one index < 2 frames"):
+        twins.warp_frames_twin(images, [0, 2], affines[:2], (12, 16), (0,) * 3, (1,) * 3)
+
+
+def test_warp_tables_have_the_kernel_struct_layout():
+    """struct WarpFrame {const unsigned char* src; int w, h, pitch, pad;} and struct WarpItem
+    {float inv[6]; int frame; unsigned int out;} of warp.cu, byte for byte."""
+    assert twins.WARP_FRAME.itemsize == 24 and twins.WARP_ITEM.itemsize == 32
+    assert [twins.WARP_FRAME.fields[n][1] for n in ("src", "w", "h", "pitch")] == [0, 8, 12, 16]
+    assert [twins.WARP_ITEM.fields[n][1] for n in ("inv", "frame", "out")] == [0, 24, 28]
+    table = twins.warp_frame_table([(0x7F0000001000, 640, 480, 1920)])
+    assert table.tobytes()[:8] == (0x7F0000001000).to_bytes(8, "little")
+    affines = geometry.crop_affines(np.float32([[50, 60]]), np.float32([[30, 40]]), (12, 16))
+    items = twins.warp_items(affines, [3], [4096])
+    assert items["frame"][0] == 3 and items["out"][0] == 4096
+    np.testing.assert_array_equal(items["inv"], twins.warp_params(affines))
+    with pytest.raises(ValueError, match="bad warp frame"):
+        twins.warp_frame_table([(1, 640, 480, 1000)])
+    with pytest.raises(ValueError, match="32 bits"):
+        twins.warp_items(affines, [0], [1 << 32])
+    with pytest.raises(ValueError, match="1 affines, 2 frame indices"):
+        twins.warp_items(affines, [0, 1], [0])
+
+
+@pytest.mark.parametrize("decoder, shapes", [
+    ("heatmap", {"heatmaps": (17, 8, 6)}),
+    ("simcc", {"simcc_x": (17, 12), "simcc_y": (17, 16)}),
+])
+def test_flip_average_twin_equals_the_cpu_flip(decoder, shapes):
+    """The GPU flip (a gather table from the decoder's own flip-back, then (a + b[gather]) *
+    0.5) equals the CPU's (outputs + flip_back(mirrored)) * 0.5 bit for bit."""
+    from trt_pose_td.skeleton import flip_permutation
+
+    rng = np.random.default_rng(4)
+    flip_back = decode.KEYPOINT_DECODERS[decoder].flip_back
+    gathers = twins.flip_gathers(flip_back, shapes, flip_permutation())
+    a = {r: rng.normal(size=(3, *sh)).astype(np.float32) for r, sh in shapes.items()}
+    b = {r: rng.normal(size=(3, *sh)).astype(np.float32) for r, sh in shapes.items()}
+    back = flip_back(b, flip_permutation())
+    for role in shapes:
+        assert gathers[role].dtype == np.int32 and sorted(gathers[role]) == list(
+            range(int(np.prod(shapes[role]))))  # a permutation of one crop's elements
+        want = (a[role] + back[role]) * np.float32(0.5)
+        np.testing.assert_array_equal(twins.flip_average_twin(a[role], b[role], gathers[role]),
+                                      want)
+
+
 def _gaussian_maps(rng, n, k, h, w, sigma=2.0):
     yy, xx = np.mgrid[0:h, 0:w]
     cx = rng.uniform(-1, w, (n, k, 1, 1))

@@ -50,11 +50,13 @@ def install(monkeypatch: pytest.MonkeyPatch) -> Machine:
 
 def gpu_pipeline(detector: Any, pose: Any, plan: Any, pose_batch: int = 4,
                  max_persons: int = 32, zero_copy: Optional[bool] = None,
-                 integrated: bool = False, params: Any = None, pose_spec: Any = None) -> Any:
+                 integrated: bool = False, params: Any = None, pose_spec: Any = None,
+                 det_batch: int = 1, flip: bool = False, recrop: bool = False) -> Any:
     """A real ``GpuPipeline`` on the installed stand-in: ``detector`` / ``pose`` are
     :class:`~trt_pose_td.engines.onnxruntime.OrtEngine` s of ``plan``'s two models (borrowed;
-    ``pose_spec``: another keypoint model's spec), the keypoint engine's profile max batch is
-    ``pose_batch``; ``params``: detector thresholds (default: the plan's)."""
+    ``pose_spec``: another keypoint model's spec), the engines' profile max batches are
+    ``det_batch`` and ``pose_batch``; ``params``: detector thresholds (default: the plan's);
+    ``flip`` / ``recrop``: the keypoint stage's test-time flip and pose-guided re-crop."""
     from trt_pose_td.gpu_pipeline import GpuPipeline
     from trt_pose_td.stages import Detector, PoseEstimator
 
@@ -62,8 +64,9 @@ def gpu_pipeline(detector: Any, pose: Any, plan: Any, pose_batch: int = 4,
     device = Device(0, integrated=integrated)
     det_w, det_h = plan.detector.preprocess.input_size
     pose_w, pose_h = pose_spec.preprocess.input_size
-    det = StandinEngine(detector, 1, (det_h, det_w))
+    det = StandinEngine(detector, det_batch, (det_h, det_w))
     kpt = StandinEngine(pose, pose_batch, (pose_h, pose_w))
     return GpuPipeline(Detector(det, plan.detector, params or plan.params),
-                       PoseEstimator(kpt, pose_spec, kpt.max_batch, plan.cfg.refine),
+                       PoseEstimator(kpt, pose_spec, kpt.max_batch, plan.cfg.refine, flip=flip,
+                                     recrop=recrop),
                        device, StandinKernels(device), max_persons, zero_copy)

@@ -21,6 +21,11 @@ The opposite hazard, a stream overwriting what another stream's queued work has 
 (write-after-read, the two-slot overlap's risk), needs that producer to run early: set
 ``stream.eager = True`` and its work runs at enqueue while the others stay lazy. Event times
 are host clock times at execution (ordering, not GPU speed).
+
+Trace: :attr:`Machine.trace` lists, in host order, every enqueue (``("enqueue", stream handle,
+what)``; copies say their size) and every host wait (``("sync", stream handle, what)`` from
+``Stream.synchronize``, ``("sync", event handle, "event")`` from ``Event.synchronize``), so a test
+can show what the host had queued before it waited for what.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Machine:
         self.streams: List[Stream] = []
         self.events: List[Event] = []
         self._handles = itertools.count(1)
+        self.trace: List[Tuple[str, int, str]] = []
 
     # -- memory ---------------------------------------------------------------------------------
     def alloc(self, nbytes: int, space: str, label: str, data: Optional[np.ndarray] = None
@@ -155,6 +161,7 @@ class Stream:
 
     def __init__(self) -> None:
         m = machine()
+        self._machine = m
         self.handle = m.handle()
         self.closed = False
         self._ops: Deque[Tuple[Callable[[], None], str]] = deque()
@@ -170,6 +177,7 @@ class Stream:
             raise CudaError(f"CUDA_ERROR_INVALID_HANDLE: {what} on a closed stream")
         self._ops.append((op, what))
         self.enqueued += 1
+        self._machine.trace.append(("enqueue", self.handle, what))
         if self.eager and not self._running:
             self.run_until(self.enqueued)
         return self.enqueued
@@ -189,6 +197,7 @@ class Stream:
             self._running = False
 
     def synchronize(self) -> None:
+        self._machine.trace.append(("sync", self.handle, "stream"))
         self.run_until(self.enqueued)
 
     def wait(self, event: Event) -> None:
@@ -211,6 +220,7 @@ class Event:
 
     def __init__(self, timing: bool = True) -> None:
         m = machine()
+        self._machine = m
         self.handle = m.handle()
         self.closed = False
         self.last_record: Optional[Tuple[Stream, int]] = None
@@ -233,6 +243,7 @@ class Event:
         return self
 
     def synchronize(self) -> None:
+        self._machine.trace.append(("sync", self.handle, "event"))
         if self.last_record is not None:
             stream, position = self.last_record
             stream.run_until(position)
@@ -281,7 +292,7 @@ class DeviceBuffer:
         def copy() -> None:
             m.view(dst, src.nbytes)[...] = src   # reads ``host`` when the copy runs
 
-        stream.enqueue(copy, "HtoD copy")
+        stream.enqueue(copy, f"HtoD copy of {src.nbytes} bytes")
 
     def download(self, host: np.ndarray, stream: Stream, offset: int = 0) -> None:
         dst = _host_bytes(host, self.nbytes - offset, "host array")
@@ -290,7 +301,7 @@ class DeviceBuffer:
         def copy() -> None:
             dst[...] = m.view(src, dst.nbytes)
 
-        stream.enqueue(copy, "DtoH copy")
+        stream.enqueue(copy, f"DtoH copy of {dst.nbytes} bytes")
 
     def fill_u32(self, value: int, stream: Stream, count: Optional[int] = None) -> None:
         n = self.nbytes // 4 if count is None else int(count)

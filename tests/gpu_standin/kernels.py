@@ -39,7 +39,8 @@ class StandinKernels(Kernels):
         self._machine = machine()
         self._modules: List[Any] = []
         self._fn = {name: name for name in ("warp_affine_f32", "warp_affine_f16",
-                                            "decode_heatmaps", "decode_simcc")}
+                                            "warp_frames_f32", "warp_frames_f16",
+                                            "decode_heatmaps", "decode_simcc", "flip_average")}
         self._gauss = {}
         self.launches: dict = {}
 
@@ -51,7 +52,9 @@ class StandinKernels(Kernels):
                             f"block {block}")
         values = [_value(a) for a in args]
         body = {"warp_affine_f32": self._warp, "warp_affine_f16": self._warp,
-                "decode_heatmaps": self._decode_heatmaps, "decode_simcc": self._decode_simcc}
+                "warp_frames_f32": self._warp_frames, "warp_frames_f16": self._warp_frames,
+                "decode_heatmaps": self._decode_heatmaps, "decode_simcc": self._decode_simcc,
+                "flip_average": self._flip_average}
         dtype = np.float16 if name.endswith("f16") else np.float32
         self.launches[name] = self.launches.get(name, 0) + 1
         stream.enqueue(lambda: body[self._fn[name]](grid, values, dtype), name)
@@ -65,25 +68,50 @@ class StandinKernels(Kernels):
         self._machine.view(ptr, value.nbytes)[...] = value.reshape(-1).view(np.uint8)
 
     # -- kernel bodies ---------------------------------------------------------------------------
+    @staticmethod
+    def _norm(norm: Any) -> Tuple[np.ndarray, np.ndarray]:
+        return (np.array([norm.mean0, norm.mean1, norm.mean2], np.float32),
+                np.array([norm.istd0, norm.istd1, norm.istd2], np.float32))
+
+    def _frame(self, src: int, src_w: int, src_h: int, pitch: int) -> np.ndarray:
+        """(H * W, 3) uint8 pixels of a frame read at its pitch."""
+        rows = self._read(src, np.uint8, (src_h, pitch))
+        return np.ascontiguousarray(rows[:, :3 * src_w]).reshape(-1, 3)
+
     def _warp(self, grid: Tuple[int, int, int], args: List[Any], dtype: Any) -> None:
         """warp_affine_f32/_f16(src, src_w, src_h, src_pitch, inv, dst, out_w, out_h, norm, rgb,
         border); grid z = items."""
         src, src_w, src_h, pitch, inv_ptr, dst, w, h, norm, rgb, border = args
         count = grid[2]
-        rows = self._read(src, np.uint8, (src_h, pitch))
-        flat = np.ascontiguousarray(rows[:, :3 * src_w]).reshape(-1, 3)
         inv = self._read(inv_ptr, np.float32, (count, 6))
-        mean = np.array([norm.mean0, norm.mean1, norm.mean2], np.float32)
-        istd = np.array([norm.istd0, norm.istd1, norm.istd2], np.float32)
-        item_bytes = 3 * h * w * np.dtype(dtype).itemsize
-        step = max(1, (1 << 20) // (w * h))  # the twin's chunking: bounded temporaries
-        for start in range(0, count, step):
-            val = twins._warp_chunk(flat, (src_w, src_h), inv[start:start + step], (w, h),
-                                    np.float32(border))
-            if rgb:
-                val = val[..., ::-1]
-            out = ((val - mean) * istd).transpose(0, 3, 1, 2).astype(dtype)
-            self._write(dst + start * item_bytes, out)
+        out = twins.warp_normalized(self._frame(src, src_w, src_h, pitch), (src_w, src_h), inv,
+                                    (w, h), border, *self._norm(norm), bool(rgb), dtype)
+        self._write(dst, out)
+
+    def _warp_frames(self, grid: Tuple[int, int, int], args: List[Any], dtype: Any) -> None:
+        """warp_frames_f32/_f16(frames, items, dst, out_w, out_h, norm, rgb, border); grid z =
+        items, each read from its own frame of the table and written at its own offset."""
+        frames_ptr, items_ptr, dst, w, h, norm, rgb, border = args
+        items = self._read(items_ptr, twins.WARP_ITEM, (grid[2],))
+        table = self._read(frames_ptr, twins.WARP_FRAME, (int(items["frame"].max()) + 1,))
+        itemsize = np.dtype(dtype).itemsize
+        for f in np.unique(items["frame"]):
+            mine = items[items["frame"] == f]
+            desc = table[f]
+            out = twins.warp_normalized(
+                self._frame(int(desc["src"]), int(desc["w"]), int(desc["h"]), int(desc["pitch"])),
+                (int(desc["w"]), int(desc["h"])), mine["inv"], (w, h), border, *self._norm(norm),
+                bool(rgb), dtype)
+            for offset, crop in zip(mine["out"], out):
+                self._write(dst + int(offset) * itemsize, crop)
+
+    def _flip_average(self, grid: Tuple[int, int, int], args: List[Any], dtype: Any) -> None:
+        """flip_average(a, b, gather, item); grid y = crops."""
+        a_ptr, b_ptr, gather_ptr, item = args
+        shape = (grid[1], item)
+        gather = self._read(gather_ptr, np.int32, (item,))
+        self._write(a_ptr, twins.flip_average_twin(self._read(a_ptr, np.float32, shape),
+                                                   self._read(b_ptr, np.float32, shape), gather))
 
     def _decode_heatmaps(self, grid: Tuple[int, int, int], args: List[Any], dtype: Any) -> None:
         """decode_heatmaps(heatmaps, h, w, refine, kernel, gauss, stride_x, stride_y,

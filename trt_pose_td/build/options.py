@@ -48,11 +48,14 @@ def smaller_workspace(current_mib: int) -> int:
 
 @dataclass(frozen=True)
 class BatchRange:
-    """Batch sizes of one optimisation profile: 1 <= min <= opt <= max."""
+    """Batch sizes of one optimisation profile: 1 <= min <= opt <= max. ``follows_static``: a
+    model whose batch axis is fixed keeps that batch instead of being refused (the default
+    detector profile: dynamic-batch detectors get the range, static ones their own batch)."""
 
     min: int
     opt: int
     max: int
+    follows_static: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.min <= self.opt <= self.max:
@@ -69,7 +72,7 @@ class BatchRange:
             values *= 3
         if len(values) != 3:
             raise ConfigError(f"batch profile must be MIN,OPT,MAX or N, not {text!r}")
-        return cls(*values)
+        return cls(values[0], values[1], values[2])
 
     def __str__(self) -> str:
         return f"{self.min},{self.opt},{self.max}"
@@ -99,6 +102,12 @@ class LayerPrecision:
 
     def __str__(self) -> str:
         return f"{self.pattern}={self.precision}"
+
+
+#: The detector's default batch profile: up to 8 cameras in one run (``serve`` with several
+#: cameras, ``GpuPipeline.batch``), tuned for one (the common single-camera case). A detector
+#: whose ONNX fixes its batch (YOLOX, PicoDet: 1) keeps it, and the runtime loops over frames.
+DEFAULT_DET_BATCH = BatchRange(1, 1, 8, follows_static=True)
 
 
 def parse_tactic_sources(spec: str) -> Tuple[Optional[FrozenSet[str]], FrozenSet[str],
@@ -166,7 +175,7 @@ class BuildOptions:
     int8_mode: str = "qdq"
     output: Optional[str] = None
     det_size: Optional[Tuple[int, int]] = None
-    det_batch: BatchRange = BatchRange(1, 1, 1)
+    det_batch: BatchRange = DEFAULT_DET_BATCH
     pose_batches: Tuple[BatchRange, ...] = (BatchRange(1, 8, 32),)
     max_batch: Optional[int] = None
     workspace_mib: Optional[int] = None
@@ -223,7 +232,13 @@ class BuildOptions:
         return self.int8_mode if self.precision == "int8" else None
 
     def batches(self, role: str) -> Tuple[BatchRange, ...]:
-        return (self.det_batch,) if role == "detector" else self.pose_batches
+        """The ``role`` engine's batch profiles. On DLA (static shapes only) the default
+        detector profile is batch 1; a --det-batch given explicitly is taken as given."""
+        if role != "detector":
+            return self.pose_batches
+        if self.dla_core is not None and self.det_batch == DEFAULT_DET_BATCH:
+            return (BatchRange(1, 1, 1),)
+        return (self.det_batch,)
 
     def engine_options(self, role: str) -> Dict[str, object]:
         """What the ``role`` engine depends on beyond the ONNX file, TensorRT and GPU (JSON-able;

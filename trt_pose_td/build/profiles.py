@@ -41,7 +41,8 @@ def engine_profiles(inputs: Mapping[str, Sequence[int]], batches: Sequence[Batch
                     size: Optional[Tuple[int, int]] = None) -> List[Profile]:
     """One profile per batch range for network ``inputs`` (name -> dims with -1).
 
-    A fixed batch axis (e.g. 1) only accepts ranges equal to it; a dynamic H/W needs ``size``.
+    A fixed batch axis (e.g. 1) only accepts ranges equal to it, or takes its own batch for a
+    range that ``follows_static`` (the default detector profile); a dynamic H/W needs ``size``.
     """
     if not inputs:
         raise ConfigError("the network has no inputs")
@@ -49,11 +50,14 @@ def engine_profiles(inputs: Mapping[str, Sequence[int]], batches: Sequence[Batch
     for rng in batches:
         profile: Profile = {}
         for name, dims in inputs.items():
-            if int(dims[0]) >= 0 and (rng.min, rng.opt, rng.max) != (dims[0],) * 3:
-                raise ConfigError(f"input {name!r} has a fixed batch of {dims[0]}: its batch "
-                                  f"profile must be {dims[0]} (got {rng})")
+            batch = (rng.min, rng.opt, rng.max)
+            if int(dims[0]) >= 0 and batch != (dims[0],) * 3:
+                if not rng.follows_static:
+                    raise ConfigError(f"input {name!r} has a fixed batch of {dims[0]}: its batch "
+                                      f"profile must be {dims[0]} (got {rng})")
+                batch = (int(dims[0]),) * 3
             profile[name] = {key: _image_shape(name, dims, b, size)
-                             for key, b in (("min", rng.min), ("opt", rng.opt), ("max", rng.max))}
+                             for key, b in zip(("min", "opt", "max"), batch)}
         profiles.append(profile)
     return profiles
 

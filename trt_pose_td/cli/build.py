@@ -91,8 +91,9 @@ def _add_shape_args(p: argparse.ArgumentParser, d: BuildOptions) -> None:
     g.add_argument("--det-size", type=parse_size, default=None, metavar="N|WxH",
                    help="detector input size, multiple of 32 (RTMDet: 320, 416, 640; default: "
                         "the model's own)")
-    g.add_argument("--det-batch", default=str(d.det_batch), metavar="MIN,OPT,MAX",
-                   help="detector batch profile (default: %(default)s)")
+    g.add_argument("--det-batch", default=None, metavar="MIN,OPT,MAX",
+                   help=f"detector batch profile: cameras per detector run (default: "
+                        f"{d.det_batch}; a detector with a fixed batch keeps it)")
     g.add_argument("--pose-batch", action="append", default=None, metavar="MIN,OPT,MAX",
                    help="keypoint-engine batch profile, repeatable for several profiles "
                         f"(default: {d.pose_batches[0]}: a whole crowd in one call)")
@@ -162,7 +163,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         detector=args.detector, pose=args.pose, detector_like=args.detector_like,
         pose_like=args.pose_like, only=args.only, precision=args.precision,
         int8_mode=args.int8_mode, output=args.output, det_size=args.det_size,
-        det_batch=BatchRange.parse(args.det_batch), pose_batches=pose_batches,
+        det_batch=BatchRange.parse(args.det_batch) if args.det_batch
+        else BuildOptions().det_batch, pose_batches=pose_batches,
         max_batch=args.max_batch, workspace_mib=args.workspace, timing_cache=args.timing_cache,
         tactic_sources=tactics,
         layer_precisions=tuple(LayerPrecision.parse(t) for t in args.layer_precision),

@@ -30,8 +30,11 @@ KEYPOINT_FIELDS = 3
 _DECODE_THREADS = 256
 _WARP_BLOCK = (32, 8)
 _REFINE_CODES = {name: code for code, name in enumerate(REFINEMENTS)}  # none 0, quarter 1, dark 2
-_FUNCTIONS = {"warp.cu": ("warp_affine_f32", "warp_affine_f16"),
-              "decode.cu": ("decode_heatmaps", "decode_simcc")}
+_FUNCTIONS = {"warp.cu": ("warp_affine_f32", "warp_affine_f16", "warp_frames_f32",
+                          "warp_frames_f16"),
+              "decode.cu": ("decode_heatmaps", "decode_simcc", "flip_average")}
+#: Largest grid y / z extent (items of a warp launch, crops of a flip launch).
+_MAX_GRID_YZ = 65535
 
 
 class _Norm(ctypes.Structure):
@@ -146,6 +149,49 @@ class Kernels:
             _ptr(params_ptr), _ptr(out_ptr), ctypes.c_int(w), ctypes.c_int(h), norm,
             ctypes.c_int(channel_order == "rgb"), ctypes.c_float(border_value)])
         return nbytes
+
+    def warp_frames(self, stream: Stream, frames_ptr: int, items_ptr: int, count: int,
+                    out_ptr: int, out_size: Size, mean: Sequence[float], std: Sequence[float],
+                    channel_order: str = "bgr", border_value: float = 0.0,
+                    dtype: object = np.float32, out_extent: Optional[int] = None,
+                    out_capacity: Optional[int] = None) -> None:
+        """Warp ``count`` items, each from its own frame, into ``dtype`` 3 x H x W outputs.
+
+        frames_ptr: device address of the :data:`~.twins.WARP_FRAME` table
+        (:func:`~.twins.warp_frame_table`); items_ptr: of ``count`` :data:`~.twins.WARP_ITEM`
+        (:func:`~.twins.warp_items`: map, frame index, output offset in elements); out_extent:
+        the elements of the output the items reach (largest offset + 3 * H * W), checked
+        against ``out_capacity`` (bytes) before the launch.
+        """
+        out_dtype = np.dtype(dtype)  # type: ignore[call-overload]
+        if out_dtype not in WARP_DTYPES:
+            raise ValueError(f"dtype must be float32 or float16, not {out_dtype}")
+        if channel_order not in ("bgr", "rgb"):
+            raise ValueError(f"channel_order must be 'bgr' or 'rgb', not {channel_order!r}")
+        w, h = int(out_size[0]), int(out_size[1])
+        if min(w, h) < 1 or not 1 <= count <= _MAX_GRID_YZ:
+            raise ValueError(f"bad warp sizes: output {w}x{h}, {count} items (1..{_MAX_GRID_YZ})")
+        extent = count * 3 * h * w if out_extent is None else int(out_extent)
+        _capacity(extent * out_dtype.itemsize, out_capacity, "warp output")
+        mean32, istd32 = norm_params(mean, std)
+        norm = _Norm(*[float(v) for v in (*mean32, *istd32)])
+        grid = (-(-w // _WARP_BLOCK[0]), -(-h // _WARP_BLOCK[1]), count)
+        name = "warp_frames_f32" if out_dtype == np.float32 else "warp_frames_f16"
+        self._launch(name, grid, (*_WARP_BLOCK, 1), stream, [
+            _ptr(frames_ptr), _ptr(items_ptr), _ptr(out_ptr), ctypes.c_int(w), ctypes.c_int(h),
+            norm, ctypes.c_int(channel_order == "rgb"), ctypes.c_float(border_value)])
+
+    def flip_average(self, stream: Stream, outputs_ptr: int, mirrored_ptr: int, gather_ptr: int,
+                     item: int, count: int, capacity: Optional[int] = None) -> None:
+        """``outputs = (outputs + mirrored flipped back) * 0.5`` in place, for ``count`` crops of
+        ``item`` float32 each; gather_ptr: (item,) int32 :func:`~.twins.flip_gathers` on the
+        device; capacity: bytes of each of the two buffers (checked before the launch)."""
+        if item < 1 or not 1 <= count <= _MAX_GRID_YZ:
+            raise ValueError(f"bad flip batch: {count} crops of {item} floats")
+        _capacity(count * item * 4, capacity, "flip output")
+        grid = (-(-item // _DECODE_THREADS), count, 1)
+        self._launch("flip_average", grid, (_DECODE_THREADS, 1, 1), stream, [
+            _ptr(outputs_ptr), _ptr(mirrored_ptr), _ptr(gather_ptr), ctypes.c_int(item)])
 
     def _gauss_ptr(self, weights: np.ndarray, stream: Stream) -> int:
         """Device copy of DARK blur weights (float64), uploaded once per size."""

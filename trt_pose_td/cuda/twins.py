@@ -13,7 +13,7 @@ the identical roundings. The host-side parameter helpers here (:func:`warp_param
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Callable, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -28,6 +28,11 @@ MAX_DARK_KERNEL = 63
 WARP_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 #: Pixels the CPU twin warps per chunk (bounds its temporary memory to ~100 MB).
 _CHUNK_PIXELS = 1 << 20
+#: One frame of a multi-frame warp launch (``struct WarpFrame`` in warp.cu, 24 bytes).
+WARP_FRAME = np.dtype([("src", "<u8"), ("w", "<i4"), ("h", "<i4"), ("pitch", "<i4"),
+                       ("pad", "<i4")])
+#: One output item of a multi-frame warp launch (``struct WarpItem`` in warp.cu, 32 bytes).
+WARP_ITEM = np.dtype([("inv", "<f4", (6,)), ("frame", "<i4"), ("out", "<u4")])
 
 
 # --------------------------------------------------------------------------------------------
@@ -45,6 +50,34 @@ def warp_params(affines: np.ndarray) -> np.ndarray:
     if np.any(np.abs(np.linalg.det(m[:, :, :2].astype(np.float64))) < 1e-12):
         raise ValueError("affines must be invertible")
     return np.ascontiguousarray(invert_affines(to_cv2_affine(m)).reshape(-1, 6), np.float32)
+
+
+def warp_frame_table(frames: Sequence[Tuple[int, int, int, int]]) -> np.ndarray:
+    """(F,) :data:`WARP_FRAME` from (device address, width, height, row pitch in bytes) of
+    each frame."""
+    table = np.zeros(len(frames), WARP_FRAME)
+    for i, (ptr, w, h, pitch) in enumerate(frames):
+        if min(w, h) < 1 or pitch < 3 * w:
+            raise ValueError(f"bad warp frame: {w}x{h} pitch {pitch}")
+        table[i] = (int(ptr), int(w), int(h), int(pitch), 0)
+    return table
+
+
+def warp_items(affines: np.ndarray, frames: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(N,) :data:`WARP_ITEM`: item i samples frame ``frames[i]`` (index into the frame table)
+    with :func:`warp_params` of ``affines[i]`` (frame -> output maps, (N, 2, 3)) and writes its
+    3 x H x W output ``offsets[i]`` elements into the launch's output."""
+    inv = warp_params(affines)
+    frames = np.asarray(frames, np.int64).reshape(-1)
+    offsets = np.asarray(offsets, np.int64).reshape(-1)
+    if not len(inv) == len(frames) == len(offsets):
+        raise ValueError(f"{len(inv)} affines, {len(frames)} frame indices, {len(offsets)} "
+                         "output offsets")
+    if len(offsets) and (offsets.min() < 0 or offsets.max() >= 1 << 32 or frames.min() < 0):
+        raise ValueError("output offsets must fit 32 bits and frame indices be >= 0")
+    items = np.zeros(len(inv), WARP_ITEM)
+    items["inv"], items["frame"], items["out"] = inv, frames, offsets
+    return items
 
 
 def norm_params(mean: Sequence[float], std: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
@@ -99,6 +132,35 @@ def _warp_chunk(flat: np.ndarray, hw: Size, inv: np.ndarray, out_size: Size, bor
     return np.where(inside[..., None], val, border)
 
 
+def warp_normalized(flat: np.ndarray, hw: Size, inv: np.ndarray, out_size: Size,
+                    border: float, mean32: np.ndarray, istd32: np.ndarray, rgb: bool,
+                    dtype: object) -> np.ndarray:
+    """The kernel's work for items ``inv`` (M, 6) of one frame (``flat``: (H * W, 3) uint8,
+    hw = (W, H)): (M, 3, H, W) ``dtype``, sampled, channel-ordered and normalised, in chunks
+    that bound the temporary memory."""
+    w, h = int(out_size[0]), int(out_size[1])
+    out = np.empty((len(inv), 3, h, w), dtype)  # type: ignore[call-overload]
+    chunk = max(1, _CHUNK_PIXELS // max(1, w * h))
+    for start in range(0, len(inv), chunk):
+        val = _warp_chunk(flat, hw, inv[start:start + chunk], (w, h), np.float32(border))
+        if rgb:
+            val = val[..., ::-1]
+        out[start:start + chunk] = ((val - mean32) * istd32).transpose(0, 3, 1, 2)
+    return out
+
+
+def _check_warp_args(image: np.ndarray, channel_order: str, dtype: object) -> np.dtype:
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {img.dtype} {img.shape}")
+    if channel_order not in ("bgr", "rgb"):
+        raise ValueError(f"channel_order must be 'bgr' or 'rgb', not {channel_order!r}")
+    out_dtype = np.dtype(dtype)  # type: ignore[call-overload]
+    if out_dtype not in WARP_DTYPES:
+        raise ValueError(f"dtype must be float32 or float16, not {out_dtype}")
+    return out_dtype
+
+
 def warp_batch_twin(image: np.ndarray, affines: np.ndarray, out_size: Size,
                     mean: Sequence[float], std: Sequence[float], channel_order: str = "bgr",
                     border_value: float = 0.0, dtype: object = np.float32) -> np.ndarray:
@@ -108,26 +170,34 @@ def warp_batch_twin(image: np.ndarray, affines: np.ndarray, out_size: Size,
     Returns (N, 3, H, W) ``dtype`` (float32 or float16): ``(sample - mean) * (1 / std)`` per
     channel in ``channel_order``.
     """
+    out_dtype = _check_warp_args(image, channel_order, dtype)
     img = np.ascontiguousarray(image)
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"image must be (H, W, 3) uint8, got {img.dtype} {img.shape}")
-    if channel_order not in ("bgr", "rgb"):
-        raise ValueError(f"channel_order must be 'bgr' or 'rgb', not {channel_order!r}")
-    out_dtype = np.dtype(dtype)  # type: ignore[call-overload]
-    if out_dtype not in WARP_DTYPES:
-        raise ValueError(f"dtype must be float32 or float16, not {out_dtype}")
-    inv = warp_params(affines)
     mean32, istd32 = norm_params(mean, std)
+    return warp_normalized(img.reshape(-1, 3), (img.shape[1], img.shape[0]),
+                           warp_params(affines), out_size, border_value, mean32, istd32,
+                           channel_order == "rgb", out_dtype)
+
+
+def warp_frames_twin(images: Sequence[np.ndarray], frames: np.ndarray, affines: np.ndarray,
+                     out_size: Size, mean: Sequence[float], std: Sequence[float],
+                     channel_order: str = "bgr", border_value: float = 0.0,
+                     dtype: object = np.float32) -> np.ndarray:
+    """Twin of ``warp_frames_f32`` / ``_f16`` (kernels/warp.cu): item i is
+    :func:`warp_batch_twin` of ``images[frames[i]]`` with ``affines[i]`` (each item samples only
+    its own frame). images: (H_f, W_f, 3) uint8 BGR each; frames: (N,) int; affines: (N, 2, 3).
+    Returns (N, 3, H, W) ``dtype`` in item order (where the kernel writes each item is the
+    launch's output offsets, not arithmetic)."""
+    frames = np.asarray(frames, np.int64).reshape(-1)
+    affines = np.asarray(affines, np.float32).reshape(-1, 2, 3)
+    if len(frames) != len(affines) or (len(frames) and not 0 <= frames.min() <= frames.max()
+                                       < len(images)):
+        raise ValueError(f"{len(affines)} items need one index < {len(images)} frames each")
     w, h = int(out_size[0]), int(out_size[1])
-    out = np.empty((len(inv), 3, h, w), out_dtype)
-    flat = img.reshape(-1, 3)
-    chunk = max(1, _CHUNK_PIXELS // max(1, w * h))
-    for start in range(0, len(inv), chunk):
-        val = _warp_chunk(flat, (img.shape[1], img.shape[0]), inv[start:start + chunk], (w, h),
-                          np.float32(border_value))
-        if channel_order == "rgb":
-            val = val[..., ::-1]
-        out[start:start + chunk] = ((val - mean32) * istd32).transpose(0, 3, 1, 2)
+    out = np.empty((len(frames), 3, h, w), np.dtype(dtype))  # type: ignore[call-overload]
+    for f in np.unique(frames):
+        mine = np.flatnonzero(frames == f)
+        out[mine] = warp_batch_twin(images[f], affines[mine], (w, h), mean, std, channel_order,
+                                    border_value, dtype)
     return out
 
 
@@ -240,3 +310,28 @@ def decode_simcc_twin(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: flo
     x = ix.astype(np.float32) / split + np.float32(0.5)
     y = iy.astype(np.float32) / split + np.float32(0.5)
     return np.stack([x, y], 1).reshape(n, k, 2), np.minimum(vx, vy).reshape(n, k)
+
+
+# --------------------------------------------------------------------------------------------
+# flip (test-time augmentation)
+def flip_gathers(flip_back: Callable[[Dict[str, np.ndarray], np.ndarray], Dict[str, np.ndarray]],
+                 shapes: Mapping[str, Tuple[int, ...]], perm: np.ndarray) -> Dict[str, np.ndarray]:
+    """Per output role, (item,) int32 ``gather`` with ``flip_back(mirrored)[..., i] ==
+    mirrored[..., gather[i]]`` per crop: the decoder's own CPU flip-back (``decode.
+    KeypointDecoder.flip_back``) applied to element indices. shapes: one crop's output shape per
+    role (e.g. (K, h, w) heatmaps); perm: the left/right keypoint permutation."""
+    index = {role: np.arange(int(np.prod(shape)), dtype=np.int32).reshape(1, *shape)
+             for role, shape in shapes.items()}
+    back = flip_back(index, perm)
+    return {role: np.ascontiguousarray(back[role], np.int32).reshape(-1) for role in shapes}
+
+
+def flip_average_twin(outputs: np.ndarray, mirrored: np.ndarray, gather: np.ndarray
+                      ) -> np.ndarray:
+    """Twin of ``flip_average`` (kernels/decode.cu): (outputs + mirrored flipped back) * 0.5.
+    outputs, mirrored: (N, ...) float32 of one role for N crops and their mirrored crops;
+    gather: :func:`flip_gathers`. Returns (N, ...) float32."""
+    a = np.ascontiguousarray(outputs, np.float32)
+    b = np.ascontiguousarray(mirrored, np.float32).reshape(len(a), -1)
+    back = b[:, np.asarray(gather, np.int64)].reshape(a.shape)
+    return (a + back) * np.float32(0.5)

@@ -55,6 +55,12 @@ class DetectionSchedule:
         self._since = 0 if since is None or detect else since + 1
         return detect
 
+    def next_is_scheduled(self) -> bool:
+        """Whether the next frame detects by the count alone (without calling :meth:`due`): a
+        pipeline can enqueue that frame's detection early; the empty-scene rule is only known
+        once this frame's tracks are."""
+        return self._since is None or self._since + 1 >= self.det_every
+
 
 def visible_part(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     """(N,) float32 share of each box (N, 4) inside a ``width`` x ``height`` frame."""

@@ -9,6 +9,11 @@
 //     x = (col + offset + cell_offset) * stride_x, score = the maximum;
 //   decode_simcc: x = argmax_x / split + 0.5, y = argmax_y / split + 0.5,
 //     score = min(max_x, max_y).
+// flip_average (--flip) runs before decoding: the model's outputs for the mirrored crops are
+// flipped back and averaged with those of the crops, a[i] = (a[i] + b[gather[i]]) * 0.5, where
+// the host builds `gather` from the decoder's own flip-back (trt_pose_td/decode.py: heatmap
+// columns or SimCC x bins reversed, left/right keypoints swapped), so the result is the CPU's
+// (outputs + flip_back(mirrored outputs)) * 0.5 element for element.
 // Compiled with --fmad=false; the numpy twins in trt_pose_td/cuda/twins.py follow the same order
 // of operations.
 
@@ -146,4 +151,15 @@ extern "C" __global__ void decode_simcc(const float* __restrict__ simcc_x, int l
         o[1] = (float)iy / split + 0.5f;
         o[2] = (isnan(vx) || isnan(vy)) ? __int_as_float(0x7fc00000) : fminf(vx, vy);
     }
+}
+
+// a, b: count x item float32 (one model output of `count` crops and of their mirrored crops);
+// gather: item int32 indices into one item of b. a is overwritten with the average. One thread
+// per element of an item (blockIdx.x over the item, blockIdx.y = crop).
+extern "C" __global__ void flip_average(float* a, const float* __restrict__ b,
+                                        const int* __restrict__ gather, int item) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= item) return;
+    const size_t base = (size_t)blockIdx.y * item;
+    a[base + j] = (a[base + j] + b[base + gather[j]]) * 0.5f;
 }
