@@ -10,6 +10,10 @@ SM, the compiled target, the NVRTC and driver versions and the fix:
 
 - ``warp_affine_f32`` and ``warp_affine_f16``: one 12x16 crop of a 40x30 random frame, the crop
   partly outside the frame (border taps), BGR -> RGB, normalised;
+- ``warp_frames_f32`` and ``warp_frames_f16`` (the launch the GPU pipeline crops and letterboxes
+  with): that crop from the frame, and its mirror from a copy of the frame with padded rows,
+  written with a gap between them;
+- ``flip_average``: two crops of six values, the gather reversing them;
 - ``decode_heatmaps`` (DARK): two 16x12 maps, a Gaussian blob at a sub-pixel position and one
   on the border (refinement rejected there);
 - ``decode_simcc``: two maps of 24 / 32 bins.
@@ -17,7 +21,7 @@ SM, the compiled target, the NVRTC and driver versions and the fix:
 Every output buffer is poisoned with NaN first, so an element a kernel does not write fails the
 test. Tolerances (max absolute difference; the twins reproduce the kernels' arithmetic, so 0 is
 what a correct GPU gives): warp float32 1e-3 (normalised units), warp float16 1e-3 + 1e-3 x |twin|
-(one float16 step at these values), decoded x, y (input pixels) and scores 1e-3. Cost: four
+(one float16 step at these values), decoded x, y (input pixels) and scores 1e-3. Cost: seven
 launches of a few hundred threads and one synchronisation, about a millisecond.
 """
 
@@ -229,9 +233,57 @@ def _simcc(kernels: Any, s: _Session) -> Result:
     return _keypoints(s, out, *twins.decode_simcc_twin(sx, sy, 2.0))
 
 
+def _warp_frames(kernels: Any, s: _Session, dtype: Any) -> Result:
+    """Two items from two frames (the second with padded rows, mirrored crop) written with a
+    gap between them: the multi-frame launch every GPU pipeline crop and letterbox uses."""
+    frame, affines, (w, h), mean, std = warp_case()
+    second = np.ascontiguousarray(frame[::-1, ::-1])
+    padded = np.zeros((second.shape[0], second.shape[1] * 3 + 8), np.uint8)
+    padded[:, :second.shape[1] * 3] = second.reshape(second.shape[0], -1)
+    size = (frame.shape[1], frame.shape[0])
+    table = twins.warp_frame_table([(s.upload(frame), *size, size[0] * 3),
+                                    (s.upload(padded), *size, padded.shape[1])])
+    both = np.concatenate([affines, geometry.mirror_affines(affines, w)])
+    item = 3 * h * w
+    items = twins.warp_items(both, [0, 1], [0, item + 64])
+    half = np.dtype(dtype) == np.float16
+    extent = 2 * item + 64
+    out = s.output(extent * np.dtype(dtype).itemsize, NAN16X2 if half else NAN32)
+    kernels.warp_frames(s.stream, s.upload(table), s.upload(items), 2, out.ptr, (w, h), mean,
+                        std, "rgb", 7.0, dtype, extent, out.nbytes)
+    want = twins.warp_frames_twin([frame, second], np.array([0, 1]), both, (w, h), mean, std,
+                                  "rgb", 7.0, dtype)
+    got = s.download(out, dtype, (extent,))
+    # the two items, not the gap: a strided VIEW, read after the stream synchronised
+    size = np.dtype(dtype).itemsize
+    items = np.lib.stride_tricks.as_strided(
+        got, (2, 3, h, w), ((item + 64) * size, h * w * size, w * size, size), writeable=False)
+    return items, want, WARP_F16_RELATIVE if half else 0.0
+
+
+def _flip_average(kernels: Any, s: _Session) -> Result:
+    """Two crops of 2 x 3 "keypoint" values with their mirrored outputs; gather swaps the two
+    keypoints and reverses x, as a heatmap flip-back does."""
+    rng = np.random.default_rng(SEED + 2)
+    outputs = rng.random((2, 2, 3), dtype=np.float32)
+    mirrored = rng.random((2, 2, 3), dtype=np.float32)
+    gather = np.array([5, 4, 3, 2, 1, 0], np.int32)
+    buf = s.output(outputs.nbytes, NAN32)
+    host = np.ascontiguousarray(outputs)
+    s.keep.append(host)
+    buf.upload(host, s.stream)
+    kernels.flip_average(s.stream, buf.ptr, s.upload(mirrored), s.upload(gather), 6, 2,
+                         outputs.nbytes)
+    want = twins.flip_average_twin(outputs, mirrored, gather)
+    return s.download(buf, np.float32, want.shape), want, 0.0
+
+
 CASES: Tuple[Tuple[str, float, Callable[[Any, _Session], Result]], ...] = (
     ("warp_affine_f32", WARP_TOLERANCE, lambda k, s: _warp(k, s, np.float32)),
     ("warp_affine_f16", WARP_TOLERANCE, lambda k, s: _warp(k, s, np.float16)),
+    ("warp_frames_f32", WARP_TOLERANCE, lambda k, s: _warp_frames(k, s, np.float32)),
+    ("warp_frames_f16", WARP_TOLERANCE, lambda k, s: _warp_frames(k, s, np.float16)),
+    ("flip_average", DECODE_TOLERANCE, _flip_average),
     ("decode_heatmaps", DECODE_TOLERANCE, _heatmaps),
     ("decode_simcc", DECODE_TOLERANCE, _simcc),
 )
