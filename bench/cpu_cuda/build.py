@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 HEADER = Path(__file__).resolve().parent / "cuda_shim.h"
+#: Every file of the shim (their text is part of the cache key).
+SHIM_FILES = (HEADER, HEADER.with_name("shim_runtime.h"))
 CXX = os.environ.get("CXX", "g++")
 #: IEEE float and double as the kernels are compiled (--fmad=false, no fast math).
 FLAGS = ("-std=c++20", "-O2", "-fPIC", "-shared", "-pthread", "-fvisibility=hidden",
@@ -149,6 +151,9 @@ def _translate_asm(statement: str, where: str) -> str:
 def translate(text: str, name: str) -> Tuple[str, List[str]]:
     """(.cu text with inline PTX translated, names of its extern "C" __global__ kernels)."""
     code = _code_only(text)
+    if re.search(r"\bextern\s+__shared__\b", code):
+        raise BuildError(f"{name}: dynamic shared memory (extern __shared__) is not in the shim "
+                         "(nor in Kernels._launch, which passes 0 bytes); size it statically")
     out, pos = [], 0
     for m in _ASM.finditer(code):
         end = _close_paren(code, m.end() - 1)
@@ -185,7 +190,7 @@ def build(source: Path, cache: Optional[Path] = None, sanitize: Optional[str] = 
     flags = list(FLAGS) + list(SANITIZERS[sanitize] if sanitize else ())
     unit = (f'#line 1 "{source}"\n{translated}\n#line 1 "<shim exports>"\n'
             + "".join(f"SHIM_KERNEL({k})\n" for k in kernels))
-    key = hashlib.sha256("\0".join([HEADER.read_text(), unit, " ".join(flags),
+    key = hashlib.sha256("\0".join([*(f.read_text() for f in SHIM_FILES), unit, " ".join(flags),
                                     compiler_version()]).encode()).hexdigest()[:16]
     out_dir = Path(cache or default_cache())
     lib = out_dir / f"{source.stem}.{sanitize or 'plain'}.{key}.so"
