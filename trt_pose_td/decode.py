@@ -180,10 +180,12 @@ def _quarter_offsets(heatmaps: np.ndarray, idx: np.ndarray) -> np.ndarray:
     n, k, h, w = heatmaps.shape
     px, py = idx[..., 0], idx[..., 1]
     ok = (px > 0) & (px < w - 1) & (py > 0) & (py < h - 1)
-    pxc, pyc = np.clip(px, 1, w - 2), np.clip(py, 1, h - 2)
+    # neighbours clamped into the map: read everywhere, used where ok (1-cell-wide maps too)
+    left, right = np.maximum(px - 1, 0), np.minimum(px + 1, w - 1)
+    up, down = np.maximum(py - 1, 0), np.minimum(py + 1, h - 1)
     ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
-    dx = heatmaps[ni, ki, pyc, pxc + 1] - heatmaps[ni, ki, pyc, pxc - 1]
-    dy = heatmaps[ni, ki, pyc + 1, pxc] - heatmaps[ni, ki, pyc - 1, pxc]
+    dx = heatmaps[ni, ki, py, right] - heatmaps[ni, ki, py, left]
+    dy = heatmaps[ni, ki, down, px] - heatmaps[ni, ki, up, px]
     off = np.stack([np.sign(dx), np.sign(dy)], -1) * 0.25
     return np.where(ok[..., None], off, 0.0).astype(np.float32)
 

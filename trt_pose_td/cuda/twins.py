@@ -228,9 +228,11 @@ def _quarter_twin(maps: np.ndarray, px: np.ndarray, py: np.ndarray, w: int, h: i
                   ) -> np.ndarray:
     ok = (px > 0) & (px < w - 1) & (py > 0) & (py < h - 1)
     m = np.arange(len(maps))
-    row, col = np.clip(py, 1, h - 2), np.clip(px, 1, w - 2)
-    dx = maps[m, row * w + col + 1] - maps[m, row * w + col - 1]
-    dy = maps[m, (row + 1) * w + col] - maps[m, (row - 1) * w + col]
+    # as decode.cu: no neighbour is read where ok is False (a 1 x 1 map has none)
+    left, right = np.maximum(px - 1, 0), np.minimum(px + 1, w - 1)
+    up, down = np.maximum(py - 1, 0), np.minimum(py + 1, h - 1)
+    dx = maps[m, py * w + right] - maps[m, py * w + left]
+    dy = maps[m, down * w + px] - maps[m, up * w + px]
     off = np.stack([_sign_quarter(dx), _sign_quarter(dy)], 1)
     return np.where(ok[:, None], off, np.float32(0)).astype(np.float32)
 
