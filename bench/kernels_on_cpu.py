@@ -101,8 +101,22 @@ def run(args: argparse.Namespace, chosen: List[Case]) -> Dict[str, Any]:
         study = harness.math_study(chosen, kernels, stream, drv, args.seed, args.math_ulps) \
             if args.math_ulps else []
         stream.close()
-    return {"results": results, "study": study, "build_s": build_s,
+        selftest = run_self_test(kernels)
+    return {"results": results, "study": study, "selftest": selftest, "build_s": build_s,
             "total_s": time.perf_counter() - start}
+
+
+def run_self_test(kernels: Any) -> Dict[str, Any]:
+    """The self-test every ``Kernels`` runs at open on a GPU (trt_pose_td/cuda/selftest.py),
+    here on the CPU-compiled source: its checks, or the one-line error it raised."""
+    from trt_pose_td.errors import EngineError
+
+    try:
+        checks = kernels.self_test()
+    except EngineError as exc:
+        return {"ok": False, "error": str(exc), "checks": []}
+    return {"ok": True, "error": "", "checks": [
+        {"kernel": c.kernel, "max_diff": c.max_diff, "tolerance": c.allowed} for c in checks]}
 
 
 def report(args: argparse.Namespace, run_: Dict[str, Any]) -> bool:
@@ -119,7 +133,14 @@ def report(args: argparse.Namespace, run_: Dict[str, Any]) -> bool:
         print(f"math {row['group']:<19} libm results moved {row['ulps']} ulp {row['mode']:<6}: "
               f"max|d| {row['max_diff']:.3g}, {row['moved']} of {row['outputs']} outputs moved,"
               f" {row['moved_over_1e-3']} by more than 1e-3")
-    ok = all(r.ok for r in results)
+    st = run_["selftest"]
+    if st["ok"]:
+        worst = max((c["max_diff"] for c in st["checks"]), default=0.0)
+        print(f"{'self-test at open':<25} {len(st['checks']):>2} kernels                "
+              f"max|d| {worst:<9.2g} ok (Kernels.self_test, what a GPU runs at open)")
+    else:
+        print(f"{'self-test at open':<25} FAIL: {st['error']}")
+    ok = all(r.ok for r in results) and st["ok"]
     print(f"{'PASS' if ok else 'FAIL'}: {sum(r.ok for r in results)}/{len(results)} cases agree "
           f"with their twins; build {run_['build_s']:.1f} s, total {run_['total_s']:.1f} s")
     return ok
@@ -137,7 +158,8 @@ def write_json(path: Path, args: argparse.Namespace, run_: Dict[str, Any], ok: b
                     "max_diff": max(r.max_diff for r in rs),
                     "tolerance": max(r.tol for r in rs)}
                    for g, rs in harness.groups(results).items()],
-        "cases": [r.to_json() for r in results], "math_study": run_["study"]}, indent=1))
+        "cases": [r.to_json() for r in results], "math_study": run_["study"],
+        "self_test": run_["selftest"]}, indent=1))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

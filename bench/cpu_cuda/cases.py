@@ -105,6 +105,80 @@ def twin_warp(x: Inputs) -> np.ndarray:
                                  x["order"], x["border"], x["dtype"])
 
 
+# -- multi-frame warp (what the GPU pipeline crops and letterboxes with) ---------------------
+def make_frames(rng: np.random.Generator, p: Params) -> Inputs:
+    """Frames of different sizes and row paddings; items spread over them in random order,
+    written at 256-byte aligned offsets with gaps (as chunk starts are padded)."""
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in p["frames"]]
+    owner = rng.integers(0, len(frames), p["n"])
+    affines = np.concatenate([
+        inputs.crop_maps(rng, p["boxes"], 1, (f.shape[1], f.shape[0]), p["out"])
+        for f in (frames[i] for i in owner)]) if p["n"] else np.zeros((0, 2, 3), np.float32)
+    return {"frames": frames, "owner": owner, "affines": affines, "out": p["out"],
+            "mean": rng.uniform(0, 255, 3), "std": rng.uniform(1, 80, 3),
+            "order": p.get("order", "bgr"), "border": float(rng.integers(0, 256)),
+            "dtype": np.dtype(p["dtype"]), "pad": p.get("pad", 0)}
+
+
+def _frame_offsets(x: Inputs) -> np.ndarray:
+    """Element offsets of the items: each item's slot rounded up to 256 bytes plus a gap."""
+    (ow, oh), size = x["out"], x["dtype"].itemsize
+    step = -(-(3 * oh * ow * size + 64) // 256) * 256 // size
+    return np.arange(len(x["owner"]), dtype=np.int64) * step
+
+
+def run_frames(kernels: Any, stream: Any, memory: HostMemory, x: Inputs) -> np.ndarray:
+    table = []
+    for i, frame in enumerate(x["frames"]):
+        h, w = frame.shape[:2]
+        pitch = 3 * w + x["pad"] * (i % 2)  # every other frame with padded rows
+        src = memory.array((h, pitch), np.uint8)  # the padding stays poisoned (0xff)
+        src[:, :3 * w] = frame.reshape(h, 3 * w)
+        table.append((src.ctypes.data, w, h, pitch))
+    frames = put(memory, twins.warp_frame_table(table))
+    offsets = _frame_offsets(x)
+    items = put(memory, twins.warp_items(x["affines"], x["owner"], offsets))
+    (ow, oh), n = x["out"], len(offsets)
+    extent = int(offsets[-1]) + 3 * oh * ow
+    out = memory.array((extent,), x["dtype"])
+    kernels.warp_frames(stream, frames.ctypes.data, items.ctypes.data, n, out.ctypes.data,
+                        (ow, oh), x["mean"], x["std"], x["order"], x["border"], x["dtype"],
+                        extent, out.nbytes)
+    return np.stack([out[o:o + 3 * oh * ow] for o in offsets]).reshape(n, 3, oh, ow)
+
+
+def twin_frames(x: Inputs) -> np.ndarray:
+    return twins.warp_frames_twin(x["frames"], x["owner"], x["affines"], x["out"], x["mean"],
+                                  x["std"], x["order"], x["border"], x["dtype"])
+
+
+# -- flip-average (the --flip test-time augmentation) -------------------------------------------
+def make_flip(rng: np.random.Generator, p: Params) -> Inputs:
+    """Random outputs of ``n`` crops and their mirrored crops for one role of a real decoder,
+    the gather from that decoder's own CPU flip-back."""
+    from trt_pose_td.decode import KEYPOINT_DECODERS
+    from trt_pose_td.skeleton import flip_permutation
+
+    shape, role = tuple(p["shape"]), p["role"]
+    shapes = {r: shape for r in KEYPOINT_DECODERS[p["decoder"]].roles}
+    gather = twins.flip_gathers(KEYPOINT_DECODERS[p["decoder"]].flip_back, shapes,
+                                flip_permutation())[role]
+    return {"a": rng.random((p["n"], *shape), dtype=np.float32),
+            "b": rng.random((p["n"], *shape), dtype=np.float32), "gather": gather}
+
+
+def run_flip(kernels: Any, stream: Any, memory: HostMemory, x: Inputs) -> np.ndarray:
+    a, b, gather = put(memory, x["a"]), put(memory, x["b"]), put(memory, x["gather"])
+    n, item = len(x["a"]), int(np.prod(x["a"].shape[1:]))
+    kernels.flip_average(stream, a.ctypes.data, b.ctypes.data, gather.ctypes.data, item, n,
+                         a.nbytes)
+    return a.copy()
+
+
+def twin_flip(x: Inputs) -> np.ndarray:
+    return twins.flip_average_twin(x["a"], x["b"], x["gather"])
+
+
 # -- decoders ------------------------------------------------------------------------------------
 def make_heatmaps(rng: np.random.Generator, p: Params) -> Inputs:
     h, w = p["hw"]
@@ -149,6 +223,8 @@ def twin_simcc(x: Inputs) -> np.ndarray:
 
 CHECKS: Dict[str, KernelCheck] = {
     "warp": KernelCheck("warp_affine_f32/_f16", make_warp, run_warp, twin_warp),
+    "frames": KernelCheck("warp_frames_f32/_f16", make_frames, run_frames, twin_frames),
+    "flip": KernelCheck("flip_average", make_flip, run_flip, twin_flip),
     "heatmaps": KernelCheck("decode_heatmaps", make_heatmaps, run_heatmaps, twin_heatmaps,
                             lambda p: dark_tolerance(p) if p["refine"] == "dark" else 0.0,
                             math=True),
@@ -186,6 +262,44 @@ def warp_cases() -> List[Case]:
         ] + [(f"{kind} 96x128 x 17", {"boxes": kind, "n": 17, "out": (96, 128)})
              for kind in inputs.BOX_KINDS], full=True)
     return out
+
+
+def frames_cases() -> List[Case]:
+    out: List[Case] = []
+    for dtype, group in (("float32", "warp_frames_f32"), ("float16", "warp_frames_f16")):
+        base = {"dtype": dtype, "out": (24, 32), "n": 6, "pad": 13,
+                "frames": [(160, 120), (37, 6), (64, 48)]}
+        out += _rows("frames", group, base, [
+            (f"3 frames, {kind}", {"boxes": kind, "order": ("bgr", "rgb")[i % 2]})
+            for i, kind in enumerate(("partly", "mirror", "mixed"))])
+        out += _rows("frames", group, base, [
+            ("1 frame, 1 item", {"boxes": "inside", "n": 1, "frames": [(50, 40)]}),
+            ("4 letterboxes 416", {"boxes": "letterbox", "n": 4, "out": (416, 416),
+                                   "frames": [(640, 480), (320, 240)]}),
+            ("8 frames, 64 crops 12x16", {"boxes": "mixed", "n": 64, "out": (12, 16),
+                                          "frames": [(80 + 9 * i, 60 + 5 * i)
+                                                     for i in range(8)]}),
+        ])
+        out += _rows("frames", group, base, [
+            ("4 cameras 1080p, 40 crops 192x256", {"boxes": "mixed", "n": 40,
+                                                   "out": (192, 256),
+                                                   "frames": [(1920, 1080)] * 4}),
+        ] + [(f"{kind} x 17", {"boxes": kind, "n": 17}) for kind in inputs.BOX_KINDS],
+            full=True)
+    return out
+
+
+def flip_cases() -> List[Case]:
+    group = "flip_average"
+    return (_rows("flip", group, {"decoder": "heatmap", "role": "heatmaps"}, [
+                ("1 crop 17x64x48 heatmaps", {"n": 1, "shape": (17, 64, 48)}),
+                ("40 crops 17x8x6 heatmaps", {"n": 40, "shape": (17, 8, 6)}),
+                ("3 crops 17x1x1 heatmaps", {"n": 3, "shape": (17, 1, 1)})])
+            + _rows("flip", group, {"decoder": "simcc", "n": 5}, [
+                ("5 crops SimCC x 17x384", {"role": "simcc_x", "shape": (17, 384)}),
+                ("5 crops SimCC y 17x512", {"role": "simcc_y", "shape": (17, 512)})])
+            + _rows("flip", group, {"decoder": "heatmap", "role": "heatmaps"}, [
+                ("64 crops 17x64x48 heatmaps", {"n": 64, "shape": (17, 64, 48)})], full=True))
 
 
 def heatmap_cases() -> List[Case]:
@@ -242,5 +356,5 @@ def simcc_cases() -> List[Case]:
 
 def cases(full: bool = False) -> List[Case]:
     """The default (CI) set, or with ``full`` every case."""
-    every = warp_cases() + heatmap_cases() + simcc_cases()
+    every = warp_cases() + frames_cases() + flip_cases() + heatmap_cases() + simcc_cases()
     return [c for c in every if full or not c.full]

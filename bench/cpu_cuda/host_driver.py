@@ -263,7 +263,7 @@ def host_kernels(libs: Dict[str, Path], guard: int = GUARD) -> Iterator[Tuple[An
     kernels = None
     try:
         device = cuda_driver.Device(0)
-        kernels = launchers.Kernels(device)
+        kernels = launchers.Kernels(device, self_test=False)  # run_self_test reports it
         yield kernels, drv
     finally:
         if kernels is not None:

@@ -28,8 +28,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 needs_cxx = pytest.mark.skipif(shutil.which("g++") is None,
                                reason="needs g++ (apt-get install g++)")
-GROUPS = ("warp_affine_f32", "warp_affine_f16", "decode_heatmaps none",
-          "decode_heatmaps quarter", "decode_heatmaps dark", "decode_simcc")
+GROUPS = ("warp_affine_f32", "warp_affine_f16", "warp_frames_f32", "warp_frames_f16",
+          "flip_average", "decode_heatmaps none", "decode_heatmaps quarter",
+          "decode_heatmaps dark", "decode_simcc")
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
@@ -68,6 +69,10 @@ def test_kernels_on_cpu_equal_their_twins(tmp_path):
     loaded = {name for names in _FUNCTIONS.values() for name in names}
     assert launched == loaded, (f"kernels without a case: {sorted(loaded - launched)}; add a "
                                 "KernelCheck and rows in bench/cpu_cuda/cases.py")
+    # the self-test every Kernels runs at open on a GPU, here on the CPU-compiled source
+    assert re.search(r"^self-test at open +\d+ kernels .* ok ", proc.stdout, re.M), proc.stdout
+    assert data["self_test"]["ok"]
+    assert {c["kernel"] for c in data["self_test"]["checks"]} == loaded
     names = {c["case"] for c in data["cases"]}
     assert {"outside", "tiny", "huge", "64 crops 48x64", "1 crop 48x64", "1x1 maps", "2x3 maps",
             "nan", "inf", "40 persons x 17", "8x8: fewer pixels than threads"} <= names
@@ -88,6 +93,19 @@ def test_control_removed_barrier_fails(tmp_path):
     cases = {c["case"]: c for c in json.loads(out.read_text())["cases"]}
     assert not cases["forward schedule"]["ok"]
     assert cases["forward schedule"]["max_diff"] > 0
+
+
+@pytest.mark.slow
+@needs_cxx
+def test_control_flip_average_without_its_gather_fails(tmp_path):
+    """flip_average averaging the mirrored output unflipped: the harness's cases and the
+    self-test at open both say so."""
+    folder = kernel_copy(tmp_path, "b[base + gather[j]]", "b[base + j]")
+    proc = run_script("--kernel-dir", str(folder), "--only", "flip_average")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert re.search(r"^flip_average .* MISMATCH ", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^self-test at open +FAIL: .*flip_average differs from its numpy twin",
+                     proc.stdout, re.M), proc.stdout
 
 
 @pytest.mark.slow
@@ -197,7 +215,7 @@ def test_inline_ptx_translation():
 
     text = (KERNEL_DIR / "warp.cu").read_text()
     out, kernels = translate(text, "warp.cu")
-    assert kernels == ["warp_affine_f32", "warp_affine_f16"]
+    assert kernels == ["warp_affine_f32", "warp_affine_f16", "warp_frames_f32", "warp_frames_f16"]
     assert out.count("\n") == text.count("\n") and "asm(" not in out
     assert "::shim::ptx_cvt_rn_f16_f32(h, v);" in out
     with pytest.raises(BuildError, match=r"x\.cu:2: inline PTX 'cvt\.rz\.f16\.f32' is not"):
