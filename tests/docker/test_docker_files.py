@@ -203,6 +203,15 @@ def test_gpu_images_need_their_gpu_and_load_cuda_lazily():
     assert "TRT_POSE_TD_REQUIRE_GPU" not in (DOCKER / "Dockerfile.cpu").read_text()
 
 
+def test_jetson_image_installs_from_wheels_with_jetpack_numpy_and_the_int8_quantizer():
+    text = (DOCKER / "Dockerfile.jetson").read_text()
+    assert "python3 -m pip install --no-cache-dir -c /tmp/constraints.txt pip \\" in text
+    assert "--only-binary=:all: -c /tmp/constraints.txt" in text
+    assert '"numpy<2" "numpy<1.24; python_version < \'3.9\'"' in text  # A1: TensorRT 8.5
+    assert '"onnx>=1.14" "onnxruntime>=1.15"' in text  # INT8 Q/DQ (gpu-review 4)
+    assert "/var/lib/trt-pose-td/calib" in text
+
+
 def test_docker_unit_compose_and_run_docs_use_the_nvidia_runtime_and_the_argus_socket():
     """A5 / A6: every way this README starts the Jetson container passes the NVIDIA runtime,
     the Argus socket and the state volume."""
