@@ -165,6 +165,18 @@ def test_int8_without_calibration_images_names_the_folder(box):
     assert box.served() is None
 
 
+def test_int8_images_without_person_boxes_name_the_file(box, calib_subset):
+    """Frames of the user's own camera come without annotations: the keypoint model's crops
+    need them, and the one line says under which name the folder must hold them."""
+    for image in calib_subset.glob("*.jpg"):
+        shutil.copy(image, box.calib / image.name)
+    proc = box.run(TRT_POSE_TD_PRECISION="int8")
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert f"needs the person boxes of {box.calib}" in last
+    assert "put them there as person_keypoints_train2017_calib_subset.json" in last
+
+
 def test_the_config_wins_over_the_image_precision_and_onnxruntime_skips_the_build(box):
     box.config.write_text(CONFIG.format(uri="/data/clip.mp4") + 'precision = "fp32"\n')
     proc = box.run(TRT_POSE_TD_PRECISION="int8")

@@ -149,7 +149,8 @@ def calibration_set(opts: BuildOptions, need_annotations: bool) -> CalibrationSe
         annotations = default if default.is_file() else None
     if need_annotations and annotations is None:
         raise CalibrationError(f"keypoint-model calibration needs the person boxes of {images}: "
-                               "pass --calib-annotations FILE (COCO person_keypoints json)")
+                               f"put them there as {CALIB_ANNOTATIONS} or pass "
+                               "--calib-annotations FILE (COCO person_keypoints json)")
     if annotations is not None:  # malformed: one line now, not a traceback after the build
         read_annotations(annotations, "calibration annotations", keypoints=False)
     return CalibrationSet(images.resolve(), annotations.resolve() if annotations else None)
