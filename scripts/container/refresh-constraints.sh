@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Re-resolve an image's pinned dependencies (docker/constraints-<image>.txt) from the ranges in
-# setup.py, then review the diff, rebuild and rerun the image's checks before committing:
+# Re-resolve an image's pinned dependencies (docker/constraints-<image>.txt), then review the diff,
+# rebuild and rerun the image's checks before committing:
 #   scripts/container/refresh-constraints.sh cpu      # default; needs podman (make-base.sh)
 #   scripts/container/refresh-constraints.sh jetson   # JetPack 6: Python 3.10, aarch64
 #   scripts/container/refresh-constraints.sh jp5      # JetPack 5: Python 3.8, aarch64
 #   scripts/container/refresh-constraints.sh x86      # NGC TensorRT 24.08: Python 3.10, x86_64
 #   git diff docker/constraints-*.txt
+#   scripts/container/check-jetson-deps.sh            # jetson + jp5: every pin a wheel there
 #   nice python -m pytest -m container tests/docker/test_container.py
-# cpu: pip installs the project ([ort,service,track]) into a fresh venv inside the image's base and the
-# result is frozen. jetson / jp5 / x86: their bases cannot be pulled here, so pip resolves the
-# Dockerfile's requirements for that Python and platform (--dry-run, wheels only) without
-# installing; on the device, `pip freeze` inside the built image is the final word.
+# cpu: pip installs the project ([ort,service,track]) into a fresh venv inside the image's base and
+# the result is frozen. jetson / jp5 / x86: their bases cannot be pulled here, so
+# scripts/container/image_deps.py resolves the Dockerfile's own install line (ARGs and markers
+# for that Python) with pip --dry-run, wheels only, for that Python, CPU and glibc, against PyPI
+# in isolated mode: Requires-Python is honoured (a local index without it once pinned
+# packaging==26.3, which needs Python >= 3.9, for JetPack 5's 3.8). On the device, `pip freeze`
+# inside the built image is the final word.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -38,33 +42,14 @@ freeze_cpu() {
         /tmp/venv/bin/pip freeze --all --exclude pip --exclude trt-pose-td' 2>/dev/null
 }
 
-# resolve PYTHON_VERSION ARCH REQUIREMENT...: pip's choice for that platform, as name==version.
-resolve() {
-    local py=$1 arch=$2 report
-    shift 2
-    report=$(mktemp)
-    header "resolved by pip for Python $py on $arch (not installed here)."
-    python3 -m pip install --quiet --disable-pip-version-check --dry-run --ignore-installed \
-        --only-binary=:all: --python-version "$py" --target "$(mktemp -d)" \
-        --platform "manylinux2014_$arch" --platform "manylinux_2_28_$arch" \
-        --platform "manylinux_2_34_$arch" --report "$report" "$@" >&2
-    python3 -c 'import json, sys
-for item in json.load(open(sys.argv[1]))["install"]:
-    print(item["metadata"]["name"] + "==" + item["metadata"]["version"])' "$report" | sort -f
-    rm -f "$report"
-}
-
-# What each Dockerfile installs with pip (besides the project itself): setup.py's ranges, with
-# cuda-python held to the CUDA minor release of the base image.
-COMMON=("paho-mqtt>=1.6" "tqdm>=4.60" "packaging>=20" "tomli>=1.2")
+# The checkout's virtualenv (packaging, a recent pip) unless PYTHON names another interpreter.
+if [ -z "${PYTHON:-}" ]; then
+    PYTHON=python3
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; fi
+fi
 case "$TARGET" in
     cpu) frozen=$(freeze_cpu) ;;
-    jetson) frozen=$(resolve 3.10 aarch64 "numpy<2" "cuda-python>=12.6,<12.7" "lap>=0.5.12" \
-                         "${COMMON[@]}") ;;
-    jp5) frozen=$(resolve 3.8 aarch64 "numpy<2" "cuda-python>=11.8,<11.8.3" "lap>=0.5.12" \
-                      "${COMMON[@]}") ;;
-    x86) frozen=$(resolve 3.10 x86_64 "numpy>=1.20" "opencv-python-headless>=4.5" \
-                      "cuda-python>=12.6,<12.7" "lap>=0.5.12" "${COMMON[@]}") ;;
+    jetson|jp5|x86) frozen=$("$PYTHON" scripts/container/image_deps.py resolve "$TARGET") ;;
     *) echo "usage: $0 [cpu|jetson|jp5|x86]" >&2; exit 2 ;;
 esac
 printf '%s\n' "$frozen" > "$OUT"

@@ -191,3 +191,44 @@ def test_entrypoint_serves_with_onnxruntime_when_tensorrt_is_absent(service_clip
     shell = subprocess.run([str(DOCKER / "entrypoint.sh"), "echo", "a command"], env=env,
                            capture_output=True, text=True, timeout=30)
     assert shell.stdout == "a command\n"
+
+
+def test_gpu_images_need_their_gpu_and_load_cuda_lazily():
+    """A5 / A7 of jetson-first-run.md: no GPU in a GPU image is an error naming the runtime (the
+    entrypoint; tests/docker/test_entrypoint_build.py runs it), and kernels load on first use."""
+    for name in ("Dockerfile.jetson", "Dockerfile.x86"):
+        lines = (DOCKER / name).read_text().splitlines()
+        assert "    CUDA_MODULE_LOADING=LAZY \\" in lines, name
+        assert "    TRT_POSE_TD_REQUIRE_GPU=1 \\" in lines, name
+    assert "TRT_POSE_TD_REQUIRE_GPU" not in (DOCKER / "Dockerfile.cpu").read_text()
+
+
+def test_jetson_image_installs_from_wheels_with_jetpack_numpy_and_the_int8_quantizer():
+    text = (DOCKER / "Dockerfile.jetson").read_text()
+    assert "python3 -m pip install --no-cache-dir -c /tmp/constraints.txt pip \\" in text
+    assert "--only-binary=:all: -c /tmp/constraints.txt" in text
+    assert '"numpy<2" "numpy<1.24; python_version < \'3.9\'"' in text  # A1: TensorRT 8.5
+    assert '"onnx>=1.14" "onnxruntime>=1.15"' in text  # INT8 Q/DQ (gpu-review 4)
+    assert "/var/lib/trt-pose-td/calib" in text
+
+
+def test_docker_unit_compose_and_run_docs_use_the_nvidia_runtime_and_the_argus_socket():
+    """A5 / A6: every way this README starts the Jetson container passes the NVIDIA runtime,
+    the Argus socket and the state volume."""
+    unit = (DOCKER / "systemd" / "trt-pose-td-docker.service").read_text()
+    compose = (DOCKER / "compose.jetson.yaml").read_text()
+    readme = (DOCKER / "README.md").read_text()
+    assert "--runtime nvidia" in unit and "/tmp/argus_socket:/tmp/argus_socket" in unit
+    assert "--volume trt-pose-td:/var/lib/trt-pose-td" in unit
+    assert "    runtime: nvidia\n" in compose
+    assert "      - /tmp/argus_socket:/tmp/argus_socket" in compose
+    assert "      - trt-pose-td:/var/lib/trt-pose-td" in compose
+    assert not [ln for ln in compose.splitlines() if ln.strip().startswith("gpus:")]  # x86 way
+    run = readme[readme.index("## 4. Run it once by hand"):]
+    assert "--runtime nvidia" in run and "-v /tmp/argus_socket:/tmp/argus_socket" in run
+    try:
+        import yaml
+    except ImportError:
+        return
+    service = yaml.safe_load(compose)["services"]["trt-pose-td"]
+    assert service["runtime"] == "nvidia"

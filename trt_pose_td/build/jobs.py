@@ -1,4 +1,5 @@
-"""What to build (pure apart from fetching models): one :class:`EngineJob` per role, the
+"""What to build (pure apart from fetching models): the build options of a pipeline config (the
+one mapping ``--from-config`` and the container use), one :class:`EngineJob` per role, the
 calibration set, the exact command that rebuilds an engine, and whether an existing engine is
 still what this machine would build (``--skip-existing``)."""
 
@@ -6,17 +7,18 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import calibration
 from ..coco_json import read_annotations
+from ..config import PipelineConfig
 from ..engine_meta import EngineMetadata, engine_filename
-from ..errors import CalibrationError
+from ..errors import CalibrationError, ConfigError
 from ..models import ModelSpec, is_model_path
 from .env import BuildEnv
-from .options import NO_CUBLAS_CUDNN, BuildOptions
+from .options import NO_CUBLAS_CUDNN, BatchRange, BuildOptions
 from .profiles import timing_cache_path
 
 #: Default calibration set inside the data mirror, and its person annotations.
@@ -44,6 +46,36 @@ class EngineJob:
 class CalibrationSet:
     images: Path
     annotations: Optional[Path]
+
+
+def pipeline_build_options(cfg: PipelineConfig, **build: Any) -> BuildOptions:
+    """The build options of the engines ``cfg`` runs on TensorRT: THE mapping from a pipeline
+    config (``trt-pose-td build --from-config``, the container entrypoint), so the builder makes
+    exactly the files, sizes and precision ``serve`` will load.
+
+    From the config: the models (and their ``*_like``), ``det_size``, precision (unset: fp16) and
+    ``int8_mode`` (unset: qdq) as the runtime's :func:`~trt_pose_td.plan.resolve` decides them,
+    ``engine_dir`` (the output folder), ``max_batch`` (the keypoint profile reaches at least it:
+    the default 1,8,32 unless it is larger). ``build``: the build-only fields (workspace,
+    calibration set, profiles, skip_existing, ...); one the config decides is a
+    :class:`ConfigError`. ``flip`` / ``recrop`` need nothing more of the engines (more runs).
+    """
+    from ..plan import resolve
+
+    plan = resolve(replace(cfg, backend="tensorrt"), progress=False)
+    fields: Dict[str, Any] = {
+        "detector": cfg.detector, "pose": cfg.pose, "detector_like": cfg.detector_like,
+        "pose_like": cfg.pose_like, "det_size": cfg.det_size, "precision": plan.precision,
+        "int8_mode": plan.int8_mode or BuildOptions().int8_mode, "max_batch": cfg.max_batch,
+        "output": str(plan.detector_file.parent)}
+    default_top = max(r.max for r in BuildOptions().pose_batches)
+    if "pose_batches" not in build and cfg.max_batch > default_top:
+        fields["pose_batches"] = (BatchRange(1, min(8, cfg.max_batch), cfg.max_batch),)
+    clash = sorted(set(fields) & set(build))
+    if clash:
+        raise ConfigError(f"{', '.join(clash)}: the pipeline config decides "
+                          f"{'this' if len(clash) == 1 else 'these'}; change the config instead")
+    return BuildOptions(**fields, **build)
 
 
 def output_dir(opts: BuildOptions) -> Path:
@@ -99,7 +131,14 @@ def calibration_set(opts: BuildOptions, need_annotations: bool) -> CalibrationSe
                                    f"--calib-annotations FILE for the keypoint model) or set "
                                    f"{MIRROR_ENV} to a folder holding {MIRROR_CALIB_IMAGES}")
         images = mirror / MIRROR_CALIB_IMAGES
-    calibration.calibration_images(images)  # missing folder / no images: one clear error
+    try:
+        calibration.calibration_images(images)
+    except CalibrationError as exc:  # missing folder / no images: one line that names the fix
+        raise CalibrationError(
+            f"{exc}. INT8 calibrates on a few hundred images like the ones it will see (never the "
+            f"evaluation set): put them there, with {CALIB_ANNOTATIONS} (their COCO person boxes) "
+            "for the keypoint model, or pass --calib-images DIR, or build --precision fp16"
+        ) from None
     annotations: Optional[Path] = None
     if opts.calib_annotations:
         annotations = Path(opts.calib_annotations).expanduser()
@@ -110,7 +149,8 @@ def calibration_set(opts: BuildOptions, need_annotations: bool) -> CalibrationSe
         annotations = default if default.is_file() else None
     if need_annotations and annotations is None:
         raise CalibrationError(f"keypoint-model calibration needs the person boxes of {images}: "
-                               "pass --calib-annotations FILE (COCO person_keypoints json)")
+                               f"put them there as {CALIB_ANNOTATIONS} or pass "
+                               "--calib-annotations FILE (COCO person_keypoints json)")
     if annotations is not None:  # malformed: one line now, not a traceback after the build
         read_annotations(annotations, "calibration annotations", keypoints=False)
     return CalibrationSet(images.resolve(), annotations.resolve() if annotations else None)
@@ -204,10 +244,12 @@ def rebuild_command(opts: BuildOptions, role: str) -> str:
 
 
 def stale_reasons(meta: EngineMetadata, env: BuildEnv, onnx_sha256: str,
-                  options: Dict[str, object]) -> List[str]:
+                  options: Dict[str, object], input_size: Optional[Tuple[int, int]] = None
+                  ) -> List[str]:
     """Why an existing engine is not what this machine would build now (empty: skip it).
-    Compares TensorRT release, GPU, compute capability, source ONNX and the engine options;
-    not the calibration images (delete the engine, or drop --skip-existing, to recalibrate)."""
+    Compares TensorRT release, GPU, compute capability, source ONNX, the engine options and the
+    image input (W, H) the job asks for (the runtime refuses another); not the calibration
+    images (delete the engine, or drop --skip-existing, to recalibrate)."""
     from packaging.version import InvalidVersion, Version
 
     reasons = []
@@ -222,6 +264,10 @@ def stale_reasons(meta: EngineMetadata, env: BuildEnv, onnx_sha256: str,
                        f"({env.compute_capability})")
     if meta.onnx_sha256 != onnx_sha256:
         reasons.append(f"ONNX {meta.onnx_sha256[:12]} != {onnx_sha256[:12]}")
+    built_size = list(meta.input_size or [])
+    if input_size is not None and built_size and built_size != list(input_size):
+        reasons.append(f"input {built_size[0]}x{built_size[1]} != {input_size[0]}x"
+                       f"{input_size[1]}")
     changed = sorted(k for k, v in options.items() if meta.options.get(k, None) != v)
     if changed:
         reasons.append(f"options changed: {', '.join(changed)}")

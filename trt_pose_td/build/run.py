@@ -88,7 +88,7 @@ def skip_existing(job: EngineJob, opts: BuildOptions, env: BuildEnv, onnx_sha: s
     except EngineError as exc:
         log.info("rebuilding %s: %s", job.engine.name, exc)
         return False
-    reasons = stale_reasons(meta, env, onnx_sha, opts.engine_options(job.role))
+    reasons = stale_reasons(meta, env, onnx_sha, opts.engine_options(job.role), job.size)
     if reasons:
         log.warning("rebuilding %s: %s", job.engine.name, "; ".join(reasons))
     return not reasons

@@ -6,9 +6,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from ..build.options import NO_CUBLAS_CUDNN, BatchRange, BuildOptions, LayerPrecision
+from ..config import PipelineConfig
 from ..engine_meta import INT8_MODES, PRECISIONS
 from ..errors import ConfigError
 from ..io.paths import check_output_dir
@@ -28,7 +29,11 @@ INT8, two ways:
                           already quantized ONNX (--detector/--pose PATH) is used as it is
   --int8-mode calibrator  implicit IInt8EntropyCalibrator2 (TensorRT <= 10) with a cache file
 Both calibrate on the same tensors, made by the run-time preprocessing from the calibration images
-(default: $TRT_POSE_TD_MIRROR/coco/calib_train2017 and its person annotations)."""
+(default: $TRT_POSE_TD_MIRROR/coco/calib_train2017 and its person annotations).
+
+--from-config FILE builds what `serve` will load: the models, det_size, precision, int8_mode,
+max_batch and engine_dir of a service config (TOML) or of `serve --print-config` (JSON; - reads
+stdin); the flags that set those are then refused, the builder flags still apply."""
 
 EPILOG = """\
 examples:
@@ -37,6 +42,8 @@ examples:
   trt-pose-td build --precision int8 --int8-mode calibrator --calib-images calib/
   trt-pose-td build --only pose --pose-batch 1,8,32 --pose-batch 1,1,4 --max-batch 32
   trt-pose-td build --only detector --det-size 416 --dla-core 0     # Jetson AGX/NX only
+  trt-pose-td build --from-config /etc/trt-pose-td/config.toml --skip-existing
+  trt-pose-td serve --det-size 320 --print-config | trt-pose-td build --from-config -
   trt-pose-td build --no-cublas-cudnn -v                  # TensorRT without cuBLAS/cuDNN libs
   trt-pose-td build --check-only --parser-check 8.5       # will JetPack 5's parser take them?
 see docs/engines.md"""
@@ -48,22 +55,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     dets = ", ".join(n for n, s in REGISTRY.items() if s.task == "detector")
     poses = ", ".join(n for n, s in REGISTRY.items() if s.task == "pose")
     g = p.add_argument_group("models")
-    g.add_argument("--detector", default=d.detector, metavar="NAME|PATH",
-                   help=f"person detector: {dets}; or an .onnx path (default: %(default)s)")
-    g.add_argument("--pose", default=d.pose, metavar="NAME|PATH",
-                   help=f"keypoint model: {poses}; or an .onnx path (default: %(default)s)")
-    g.add_argument("--detector-like", default=d.detector_like, metavar="NAME",
+    g.add_argument("--from-config", default=None, metavar="FILE|-",
+                   help="build what this pipeline config runs: a service TOML or the JSON of "
+                        "`serve --print-config` (- : stdin)")
+    # Defaults None: filled in by options_from_args, so --from-config can tell a given flag.
+    g.add_argument("--detector", default=None, metavar="NAME|PATH",
+                   help=f"person detector: {dets}; or an .onnx path (default: {d.detector})")
+    g.add_argument("--pose", default=None, metavar="NAME|PATH",
+                   help=f"keypoint model: {poses}; or an .onnx path (default: {d.pose})")
+    g.add_argument("--detector-like", default=None, metavar="NAME",
                    help="registry model whose input contract a --detector path follows")
-    g.add_argument("--pose-like", default=d.pose_like, metavar="NAME",
+    g.add_argument("--pose-like", default=None, metavar="NAME",
                    help="registry model whose input contract a --pose path follows")
     g.add_argument("--only", choices=("detector", "pose"), default=None,
                    help="build one of the two engines (default: both)")
     g = p.add_argument_group("precision")
-    g.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                   help="engine precision (default: %(default)s)")
-    g.add_argument("--int8-mode", choices=INT8_MODES, default=d.int8_mode,
+    g.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help=f"engine precision (default: {d.precision})")
+    g.add_argument("--int8-mode", choices=INT8_MODES, default=None,
                    help="INT8 path: qdq (explicit, any TensorRT) or calibrator (implicit, "
-                        "TensorRT <= 10) (default: %(default)s)")
+                        f"TensorRT <= 10) (default: {d.int8_mode})")
     g.add_argument("--strongly-typed", action="store_true",
                    help="TensorRT >= 10: take every tensor type from the ONNX (Q/DQ or FP16 "
                         "models); always on from TensorRT 11")
@@ -150,22 +161,38 @@ def _add_parser_check_args(p: argparse.ArgumentParser) -> None:
                         "version and the nodes named, build nothing (needs no TensorRT)")
 
 
+#: Flags whose value a pipeline config decides under --from-config: BuildOptions field -> flag.
+PIPELINE_FLAGS = {"detector": "--detector", "pose": "--pose", "detector_like": "--detector-like",
+                  "pose_like": "--pose-like", "precision": "--precision",
+                  "int8_mode": "--int8-mode", "det_size": "--det-size", "max_batch": "--max-batch",
+                  "output": "--output"}
+
+
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
     """The :class:`BuildOptions` of parsed build arguments (:class:`ConfigError` when invalid)."""
+    given = {k: getattr(args, k) for k in PIPELINE_FLAGS if getattr(args, k) is not None}
+    build = _builder_fields(args)
+    if getattr(args, "from_config", None) is None:
+        return BuildOptions(**given, **build)
+    if given:
+        flags = ", ".join(PIPELINE_FLAGS[k] for k in given)
+        raise ConfigError(f"{flags}: with --from-config the pipeline config decides "
+                          f"{'it' if len(given) == 1 else 'them'}; change the config (or the "
+                          "serve flags it was printed with) instead")
+    from ..build.jobs import pipeline_build_options
+
+    return pipeline_build_options(read_pipeline_config(args.from_config), **build)
+
+
+def _builder_fields(args: argparse.Namespace) -> Dict[str, Any]:
+    """The BuildOptions fields of the builder flags (what no pipeline config holds)."""
     tactics = args.tactic_sources
     if args.no_cublas_cudnn:
         if tactics and tactics != NO_CUBLAS_CUDNN:
             raise ConfigError("give either --no-cublas-cudnn or --tactic-sources, not both")
         tactics = NO_CUBLAS_CUDNN
-    pose_batches = tuple(BatchRange.parse(t) for t in args.pose_batch) if args.pose_batch \
-        else BuildOptions().pose_batches
-    return BuildOptions(
-        detector=args.detector, pose=args.pose, detector_like=args.detector_like,
-        pose_like=args.pose_like, only=args.only, precision=args.precision,
-        int8_mode=args.int8_mode, output=args.output, det_size=args.det_size,
-        det_batch=BatchRange.parse(args.det_batch) if args.det_batch
-        else BuildOptions().det_batch, pose_batches=pose_batches,
-        max_batch=args.max_batch, workspace_mib=args.workspace, timing_cache=args.timing_cache,
+    fields: Dict[str, Any] = dict(
+        only=args.only, workspace_mib=args.workspace, timing_cache=args.timing_cache,
         tactic_sources=tactics,
         layer_precisions=tuple(LayerPrecision.parse(t) for t in args.layer_precision),
         dla_core=args.dla_core, version_compatible=args.version_compatible,
@@ -173,6 +200,43 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         calib_annotations=args.calib_annotations, calib_batch=args.calib_batch,
         qdq_method=args.qdq_method, skip_existing=args.skip_existing,
         verbose=max(getattr(args, "verbose", 0) or 0, args.build_verbose))
+    if args.det_batch:  # else the default profile (DLA: batch 1; a static detector: its own)
+        fields["det_batch"] = BatchRange.parse(args.det_batch)
+    if args.pose_batch:
+        fields["pose_batches"] = tuple(BatchRange.parse(t) for t in args.pose_batch)
+    return fields
+
+
+def read_pipeline_config(source: str) -> PipelineConfig:
+    """The pipeline config of ``--from-config``: a service TOML (resolved as ``serve --config``
+    resolves it), or JSON: ``serve --print-config`` output or its ``pipeline`` object (``-``:
+    stdin). :class:`ConfigError` in one line when unreadable or invalid."""
+    import json
+
+    if source != "-" and Path(source).suffix.lower() == ".toml":
+        from . import serve
+
+        parser = argparse.ArgumentParser(add_help=False)
+        serve.add_parser(parser.add_subparsers())
+        return serve.resolve(parser.parse_args(["serve", "--config", source])).pipeline
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        doc = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--from-config {source}: not a readable JSON pipeline config ({exc}); "
+                          "give `serve --print-config` output or a .toml service config") from None
+    table = doc.get("pipeline", doc) if isinstance(doc, dict) else None
+    if not isinstance(table, dict):
+        raise ConfigError(f"--from-config {source}: expected a JSON object with a pipeline object")
+    unknown = sorted(set(table) - set(PipelineConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"--from-config {source}: unknown pipeline key(s) {', '.join(unknown)}")
+    if isinstance(table.get("det_size"), (int, str)):  # 416 or "416x320", as in the TOML
+        try:
+            table = dict(table, det_size=parse_size(str(table["det_size"])))
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"--from-config {source}: det_size: {exc}") from None
+    return PipelineConfig(**table)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

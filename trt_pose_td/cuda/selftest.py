@@ -245,7 +245,7 @@ def _warp_frames(kernels: Any, s: _Session, dtype: Any) -> Result:
                                     (s.upload(padded), *size, padded.shape[1])])
     both = np.concatenate([affines, geometry.mirror_affines(affines, w)])
     item = 3 * h * w
-    items = twins.warp_items(both, [0, 1], [0, item + 64])
+    items = twins.warp_items(both, np.array([0, 1]), np.array([0, item + 64]))
     half = np.dtype(dtype) == np.float16
     extent = 2 * item + 64
     out = s.output(extent * np.dtype(dtype).itemsize, NAN16X2 if half else NAN32)
