@@ -11,6 +11,7 @@ from trt_pose_td.build.calibrator import (
     CalibrationCache,
     CalibrationFeed,
     CalibratorCore,
+    cache_header_version,
     calibration_cache_path,
 )
 from trt_pose_td.errors import CalibrationError
@@ -112,6 +113,41 @@ def test_cache_sits_beside_the_tensors_it_was_made_from(pose_tensors):
     cache = calibration_cache_path(path, "10.3.0.30")
     assert cache.parent == path.parent and cache.name == f"{path.stem}.trt10.3.0.30.calib"
     assert calibration_cache_path(path, "8.5.2.2") != cache
+    # per GPU architecture too: calibrate on the device (A8)
+    assert calibration_cache_path(path, "8.5.2.2", "sm87").name == \
+        f"{path.stem}.trt8.5.2.2.sm87.calib"
+
+
+@pytest.mark.parametrize("header, version", [
+    (b"TRT-8502-EntropyCalibration2\n", (8, 5, 2)),      # TensorRT 8.5.2 (JetPack 5)
+    (b"TRT-8203-EntropyCalibration2\n", (8, 2, 3)),      # TensorRT #2036
+    (b"TRT-8600-EntropyCalibration2\n", (8, 6, 0)),      # Deep-Learning-Accelerator-SW #26
+    (b"TRT-100300-EntropyCalibration2\n", (10, 3, 0)),   # NV_TENSORRT_VERSION from 10 on
+    (b"TRT-101600-MinMaxCalibration", (10, 16, 0)),
+    (b"image: 3c010a14\n", None), (b"", None), (b"TRT-x-Entropy\n", None),
+])
+def test_cache_header_version(header, version):
+    assert cache_header_version(header) == version
+
+
+def test_a_cache_from_another_tensorrt_is_refused_loudly(tmp_path, caplog):
+    """TensorRT skips an incompatible cache without a word and quantizes with default scales
+    (A8); ours says so, ignores it (calibration runs again) and the new cache replaces it."""
+    path = tmp_path / "m.trt8.5.2.2.sm87.calib"
+    path.write_bytes(b"TRT-8203-EntropyCalibration2\nimage: 3c010a14\n")
+    cache = CalibrationCache(path, "8.5.2.2")
+    with caplog.at_level("WARNING"):
+        assert cache.read() is None
+    assert "written by TensorRT 8.2.3, this is 8.5.2.2: calibrating again" in caplog.text
+    path.write_bytes(b"not a cache at all\n")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert cache.read() is None
+    assert "has no TensorRT header" in caplog.text
+    good = b"TRT-8502-EntropyCalibration2\nimage: 3c010a14\n"
+    cache.write(good)
+    assert cache.read() == good
+    assert CalibrationCache(path, "10.3.0.30").read() is None   # after a JetPack upgrade
 
 
 def test_device_staging_copies_each_batch_on_the_cuda_wrapper(monkeypatch):

@@ -149,7 +149,8 @@ def set_calibrator(builder: trt.Builder, config: trt.IBuilderConfig, core: Calib
 
 
 def calibrator_for(inputs: Dict[str, List[int]], request: PlanRequest, batch: int,
-                   stack: ExitStack) -> Tuple[CalibratorCore, Dict[str, List[int]]]:
+                   stack: ExitStack, trt_version: Optional[str] = None
+                   ) -> Tuple[CalibratorCore, Dict[str, List[int]]]:
     """Feed, cache and device staging (closed with ``stack``) of the implicit calibrator for a
     single-input network."""
     if request.calib_data is None:
@@ -161,7 +162,8 @@ def calibrator_for(inputs: Dict[str, List[int]], request: PlanRequest, batch: in
     (name, shape), = shapes.items()
     feed = CalibrationFeed(request.calib_data, shape[0], name, shape)
     upload = stack.enter_context(device_staging(feed.batch_nbytes))
-    return CalibratorCore(feed, CalibrationCache(request.calib_cache), upload), shapes
+    cache = CalibrationCache(request.calib_cache, trt_version)
+    return CalibratorCore(feed, cache, upload), shapes
 
 
 def set_precision(config: trt.IBuilderConfig, opts: BuildOptions, env: BuildEnv) -> None:
@@ -317,7 +319,8 @@ def build_plan(request: PlanRequest, opts: BuildOptions, env: BuildEnv) -> Built
     core, calibrator = None, None
     with ExitStack() as stack:
         if opts.int8 == "calibrator":
-            core, shapes = calibrator_for(inputs, request, opts.calib_batch, stack)
+            core, shapes = calibrator_for(inputs, request, opts.calib_batch, stack,
+                                          str(env.trt.version))
             calibrator = set_calibrator(builder, config, core, shapes)
         try:
             plan = builder.build_serialized_network(network, config)

@@ -11,9 +11,10 @@ the one device buffer batches are copied into (:mod:`trt_pose_td.cuda.driver`).
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -68,12 +69,30 @@ class CalibrationFeed:
         return next(self._iter)
 
 
+def cache_header_version(data: bytes) -> Optional[Tuple[int, int, int]]:
+    """(major, minor, patch) of the TensorRT that wrote a calibration cache, from its header line
+    ``TRT-<version>-<algorithm>`` (``TRT-8502-EntropyCalibration2`` for 8.5.2: major * 1000 +
+    minor * 100 + patch before 10, major * 10000 + minor * 100 + patch from 10 on, as
+    ``NV_TENSORRT_VERSION``); None when the first line is no such header."""
+    match = re.match(rb"TRT-(\d+)-\S+\s*(\n|$)", data)
+    if match is None:
+        return None
+    n = int(match.group(1))
+    if n >= 100000:
+        return n // 10000, n // 100 % 100, n % 100
+    return n // 1000, n // 100 % 10, n % 100
+
+
 class CalibrationCache:
     """TensorRT's calibration cache file (per-tensor scales): read if present, written atomically.
-    ``path`` None keeps nothing on disk."""
+    ``path`` None keeps nothing on disk. ``trt_version``: the TensorRT building now; a cache whose
+    header names another TensorRT (copied from another machine or kept across a JetPack upgrade)
+    is refused with a warning and calibration runs again — TensorRT itself would skip it silently
+    and quantize with default scales (jetson-first-run.md A8: TensorRT #1378, #3612)."""
 
-    def __init__(self, path: Optional[Path]) -> None:
+    def __init__(self, path: Optional[Path], trt_version: Optional[str] = None) -> None:
         self.path = Path(path) if path is not None else None
+        self.trt_version = trt_version
 
     def read(self) -> Optional[bytes]:
         if self.path is None or not self.path.is_file():
@@ -82,8 +101,27 @@ class CalibrationCache:
         if not data:
             log.warning("calibration cache %s is empty; calibrating again", self.path)
             return None
+        problem = self._header_problem(data)
+        if problem:
+            log.warning("calibration cache %s %s: calibrating again on this device (the file is "
+                        "replaced)", self.path, problem)
+            return None
         log.info("using calibration cache %s", self.path)
         return data
+
+    def _header_problem(self, data: bytes) -> str:
+        written = cache_header_version(data)
+        if written is None:
+            return "has no TensorRT header (TRT-<version>-<algorithm>)"
+        if self.trt_version is None:
+            return ""
+        from packaging.version import Version
+
+        now = tuple((Version(self.trt_version).release + (0, 0, 0))[:3])
+        if written != now:
+            return (f"was written by TensorRT {'.'.join(map(str, written))}, this is "
+                    f"{self.trt_version}")
+        return ""
 
     def write(self, data: bytes) -> None:
         if self.path is None:
@@ -95,11 +133,13 @@ class CalibrationCache:
         log.info("wrote calibration cache %s (%d bytes)", self.path, len(data))
 
 
-def calibration_cache_path(tensors: Path, trt_version: str) -> Path:
-    """The TensorRT calibration cache beside the calibration tensors it was made from
-    (their file name already encodes model, ONNX, preprocessing and image set)."""
+def calibration_cache_path(tensors: Path, trt_version: str, arch: str = "") -> Path:
+    """The TensorRT calibration cache beside the calibration tensors it was made from (their file
+    name already encodes model, ONNX, preprocessing and image set), per TensorRT version and GPU
+    architecture (``sm87``): calibrate on the device (A8: a cache from another GPU quantized
+    worse on Xavier, TensorRT #2036)."""
     tensors = Path(tensors)
-    return tensors.with_name(f"{tensors.stem}.trt{trt_version}.calib")
+    return tensors.with_name(f"{tensors.stem}.trt{trt_version}{'.' + arch if arch else ''}.calib")
 
 
 class CalibratorCore:

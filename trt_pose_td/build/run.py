@@ -148,7 +148,8 @@ def build_job(job: EngineJob, opts: BuildOptions, env: BuildEnv,
 
     import_tensorrt()  # DependencyError naming where TensorRT comes from
     inputs = int8_inputs(job, opts, calib, onnx_sha, progress)
-    cache = (calibration_cache_path(inputs.tensors, str(env.trt.version))
+    arch = "sm" + env.compute_capability.replace(".", "")
+    cache = (calibration_cache_path(inputs.tensors, str(env.trt.version), arch)
              if opts.int8 == "calibrator" and inputs.tensors else None)
     request = PlanRequest(inputs.onnx, job.role, job.size, inputs.data, cache,
                           timing_cache_file(opts, env))
