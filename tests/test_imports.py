@@ -59,4 +59,4 @@ def test_pure_modules_import_only_numpy_and_cv2():
 
 def test_every_module_is_reachable():
     names = [m.name for m in pkgutil.walk_packages(trt_pose_td.__path__, "trt_pose_td.")]
-    assert "trt_pose_td.pipeline" in names and "trt_pose_td.engines.onnxruntime" in names
+    assert "trt_pose_td.pipelines.cpu" in names and "trt_pose_td.engines.onnxruntime" in names

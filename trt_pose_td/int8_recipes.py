@@ -77,7 +77,7 @@ def int8_config(cfg: PipelineConfig) -> PipelineConfig:
     Paths given by the user are kept (they may already be Q/DQ models). Raises
     :class:`ConfigError` with the command that makes a missing file.
     """
-    changes: Dict[str, str] = {}
+    changes: Dict[str, Any] = {}  # field -> its new value (a str), for replace()
     for role, task in (("detector", "detector"), ("pose", "pose")):
         name = getattr(cfg, role)
         if is_model_path(name):

@@ -246,7 +246,7 @@ def test_twin_preprocessor_in_the_cpu_pipeline(standins):
     from trt_pose_td.cli.common import config_from_args
     from trt_pose_td.config import PipelineConfig
     from trt_pose_td.errors import ConfigError
-    from trt_pose_td.stages import make_preprocessor
+    from trt_pose_td.pipelines.stages import make_preprocessor
     from trt_pose_td.types import Frame
 
     img = np.zeros((480, 640, 3), np.uint8)

@@ -28,7 +28,7 @@ def load_models(pose_batch: int) -> Models:
     """(plan, detector session, keypoint session): the default packaged pair (no mirror)."""
     from trt_pose_td.config import PipelineConfig
     from trt_pose_td.engines.onnxruntime import OrtEngine
-    from trt_pose_td.plan import resolve
+    from trt_pose_td.pipelines.plan import resolve
 
     plan = resolve(PipelineConfig(preprocessor="twin", max_batch=pose_batch), progress=False)
     return plan, OrtEngine(plan.detector_file), OrtEngine(plan.pose_file)
@@ -65,8 +65,8 @@ def cpu_reference(models: Models, pose_batch: int, flip: bool = False, recrop: b
                   params: Any = None) -> Any:
     """The CPU pipeline with twin sampling on the same sessions (not closed: they are borrowed)."""
     from trt_pose_td.cuda.twins import TwinPreprocessor
-    from trt_pose_td.pipeline import CpuPipeline
-    from trt_pose_td.stages import Detector, PoseEstimator
+    from trt_pose_td.pipelines.cpu import CpuPipeline
+    from trt_pose_td.pipelines.stages import Detector, PoseEstimator
 
     plan, det, pose = models
     return CpuPipeline(Detector(det, plan.detector, params or plan.params, TwinPreprocessor()),

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, List, cast
 
-from .. import bench
 from ..api import open_pipeline
+from ..benchmarks import crowd as bench
 from ..config import PipelineConfig
 from ..errors import ConfigError
 from ..io.paths import check_output_file
@@ -129,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_gpu(args: argparse.Namespace, cfg: PipelineConfig, pipeline: Any, frames: list,
             paths: list) -> int:
-    """``--backend tensorrt``: the GPU pipeline's tables (see :mod:`trt_pose_td.gpu_bench`)."""
-    from .. import gpu_bench
+    """``--backend tensorrt``: the GPU pipeline's tables (see :mod:`trt_pose_td.benchmarks.gpu`)."""
+    from ..benchmarks import gpu as gpu_bench
 
     whole = gpu_bench.bench_frames(pipeline, frames, args.repeat, args.quiet)
     crowd = max(frames, key=lambda f: len(pipeline(f).poses))
@@ -159,8 +159,8 @@ def run_gpu(args: argparse.Namespace, cfg: PipelineConfig, pipeline: Any, frames
 
 def run_tracking(args: argparse.Namespace, ks: List[int]) -> int:
     """``--video``: the tracking bench (table, JSON, PNG) for every K of ``ks``."""
-    from .. import track_bench
     from ..assets import mirror_dir, vtest_path
+    from ..benchmarks import tracking as track_bench
     from ..io.sources import VideoSource
 
     for path in (args.json, args.plot):

@@ -26,12 +26,12 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coco_json import read_annotations, read_detections, uncovered
-from .errors import ConfigError, require
-from .io.sources import read_image
-from .oks import oks
-from .progress import progress_bar
-from .types import Detections, Frame, FrameResult, Poses, StageTimes
+from ..coco_json import read_annotations, read_detections, uncovered
+from ..errors import ConfigError, require
+from ..io.sources import read_image
+from ..oks import oks
+from ..progress import progress_bar
+from ..types import Detections, Frame, FrameResult, Poses, StageTimes
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def coco_metrics(coco: Any, results: List[dict], iou_type: str, image_ids: Seque
 
 def evaluate(pipeline: Any, images_dir: Path, coco: Any, opts: EvalOptions,
              score_threshold: float = 0.0, quiet: bool = False) -> EvalResult:
-    """Run ``pipeline`` (any :class:`~.api.Pipeline`) over the images of ``coco``.
+    """Run ``pipeline`` (any :class:`~..pipelines.base.Pipeline`) over the images of ``coco``.
 
     ``score_threshold`` filters a detection file's boxes (own boxes are filtered by the
     pipeline). Returns keypoint AP (and person-box AP unless ``opts.boxes == "gt"``).

@@ -24,9 +24,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from .io.inputs import ImageLike, as_frame, as_frames
-from .tracking import PoseTracker, TrackerConfig
-from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes, given_detections
+from ..io.inputs import ImageLike, as_frame, as_frames
+from ..tracking import PoseTracker, TrackerConfig
+from ..types import Detections, Frame, FrameResult, StageTimes
+from .base import per_frame_batch
 
 #: ``run(frame, boxes)``: the inner pipeline's result for given boxes (frame pixels).
 KeypointRun = Callable[[Frame, np.ndarray], FrameResult]
@@ -195,26 +196,6 @@ class _Lookahead:
         self.submit()
         slot, self.slot, self.submitted = self.slot, None, False
         return slot
-
-
-def per_frame_batch(call: Callable[[Any, Optional[Detections]], FrameResult],
-                    images: Sequence[Any], detections: Optional[Sequence[Optional[Detections]]],
-                    max_batch: int) -> List[FrameResult]:
-    """``batch(frames)`` as one ``call(image, detections)`` per frame (a tracked pipeline with
-    ``det_every`` > 1: each camera's frame needs that camera's previous one): one detector run
-    and ``ceil(persons / max_batch)`` keypoint runs per frame. Results as
-    :meth:`.pipeline.CpuPipeline.batch` gives them: in order, all sharing one
-    :class:`~.types.BatchInfo` (each frame keeps its own stage times and ``"total"``)."""
-    given = given_detections(detections, len(images))
-    t0 = time.perf_counter()
-    results = [call(image, d) for image, d in zip(images, given)]
-    info = BatchInfo([len(r.poses) for r in results], sum(d is None for d in given))
-    for n in info.persons:
-        info.keypoint_batches += [min(max_batch, n - s) for s in range(0, n, max_batch)]
-    info.ms = (time.perf_counter() - t0) * 1e3
-    for r in results:
-        r.batch = info
-    return results
 
 
 def tracker_config(track: bool, det_every: int, smooth: bool) -> Optional[TrackerConfig]:

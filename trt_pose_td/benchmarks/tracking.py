@@ -13,18 +13,18 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .geometry import box_iou
-from .tracking import TrackerConfig
-from .tracking.matching import assign, keypoint_oks
-from .tracking.smoothing import OneEuroFilter
-from .types import Frame, Poses
+from ..geometry import box_iou
+from ..tracking import TrackerConfig
+from ..tracking.matching import assign, keypoint_oks
+from ..tracking.smoothing import OneEuroFilter
+from ..types import Frame, Poses
 
 log = logging.getLogger(__name__)
 
 
 def read_video(path: str, limit: Optional[int] = None) -> List[Frame]:
     """The first ``limit`` frames of a video, decoded up front (decode stays out of timings)."""
-    from .io.sources import VideoSource
+    from ..io.sources import VideoSource
 
     frames: List[Frame] = []
     for frame in VideoSource(path):
@@ -37,11 +37,11 @@ def read_video(path: str, limit: Optional[int] = None) -> List[Frame]:
 def run_modes(pipeline, frames: Sequence[Frame], configs: Mapping[Any, TrackerConfig]
               ) -> Dict[Any, dict]:
     """Track ``frames`` once per config through the product path (a
-    :class:`~.tracked.TrackedPipeline` around ``pipeline`` per config, one call per frame),
-    interleaved frame by frame so every config sees the same machine state. Per config:
+    :class:`~..pipelines.tracked.TrackedPipeline` around ``pipeline`` per config, one call per
+    frame), interleaved frame by frame so every config sees the same machine state. Per config:
     ``poses`` (list of :class:`Poses`), ``wall_s`` and ``cpu_s`` (process time, all threads)
     after one warm-up frame, and ``detector_frames``."""
-    from .tracked import TrackedPipeline
+    from ..pipelines.tracked import TrackedPipeline
 
     pipeline(frames[0])  # warm-up
     tracked = {name: TrackedPipeline(pipeline, c) for name, c in configs.items()}
@@ -204,7 +204,7 @@ def read_mot_sequence(folder: Path, min_visibility: float = 0.25
                       ) -> Tuple[List[Frame], List[Dict[int, np.ndarray]]]:
     """MOT17 frames of one sequence (timestamps from seqinfo's frame rate) and per frame the
     ground-truth pedestrians {id: x1y1x2y2} (class 1, considered, visibility >= given)."""
-    from .io.sources import read_image
+    from ..io.sources import read_image
 
     fps = 30.0
     for line in (folder / "seqinfo.ini").read_text().splitlines():

@@ -14,13 +14,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Tuple
 
-from .assets import cache_dir, model_path
-from .config import PipelineConfig
-from .decode import DetectorParams
-from .engine_meta import engine_filename
-from .errors import ConfigError, DependencyError
-from .int8_recipes import int8_config, int8_source
-from .models import ModelSpec, get_spec, is_model_path, spec_for_file
+from ..assets import cache_dir, model_path
+from ..config import PipelineConfig
+from ..decode import DetectorParams
+from ..engine_meta import engine_filename
+from ..errors import ConfigError, DependencyError
+from ..int8_recipes import int8_config, int8_source
+from ..models import ModelSpec, get_spec, is_model_path, spec_for_file
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +98,13 @@ def _int8_mode(cfg: PipelineConfig) -> Optional[str]:
 
 def tensorrt_unavailable(cfg: PipelineConfig) -> Optional[str]:
     """Why ``cfg`` cannot run on TensorRT here (None: it can)."""
-    from .trt_api import import_tensorrt
+    from ..trt_api import import_tensorrt
 
     try:
         import_tensorrt()
     except DependencyError:
         return "TensorRT is not installed"
-    from .cuda.driver import gpu_available
+    from ..cuda.driver import gpu_available
 
     if not gpu_available():
         return "no CUDA GPU"

@@ -13,17 +13,28 @@ decode) are CUDA event times split equally among the run's frames, plus each fra
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .cuda.twins import warp_frame_table, warp_items
-from .errors import EngineError
-from .gpu_slots import DetJob, FrameSlot, Staging, event
+from ..cuda.twins import warp_frame_table, warp_items
+from ..errors import EngineError
+from .gpu_memory import FrameSlot, Staging, event
 from .stages import Detector
 
 if TYPE_CHECKING:
-    from .engines.tensorrt import TrtEngine
+    from ..engines.tensorrt import TrtEngine
+
+
+@dataclass
+class DetJob:
+    """One detector run on the frames of ``slots`` (at most the engine profile's max batch):
+    their letterbox maps (2, 3) and the pinned host views its outputs are copied into."""
+
+    slots: List[FrameSlot]
+    affines: List[np.ndarray]
+    outputs: Dict[str, np.ndarray]
 
 
 class GpuDetector:
