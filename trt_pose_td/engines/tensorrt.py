@@ -235,9 +235,9 @@ class TrtEngine(Engine):
             raise EngineError(f"{self.source}: engine is closed")
         return self._context
 
-    def _live(self) -> None:
-        if self._closed or self._context is None:
-            raise EngineError(f"{self.source}: engine is closed")
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._context is None
 
     # ---------------------------------------------------------------------------------------
     @property
@@ -303,7 +303,7 @@ class TrtEngine(Engine):
         addresses: device pointers to use instead of the engine's own buffers (e.g. a slice of a
         crop batch). Inputs must be in place in stream order. Returns every output's shape.
         """
-        self._live()
+        self.check_open()
         if set(shapes) != set(self._inputs):
             raise EngineError(f"{self.source}: shapes for inputs {sorted(self._inputs)} "
                               f"expected, got {sorted(shapes)}")
@@ -352,10 +352,8 @@ class TrtEngine(Engine):
             views[name] = view
         return views
 
-    def infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Host numpy in, host numpy out (copies through pinned buffers, one private stream)."""
-        self._live()
-        self.check_feeds(feeds)
         arrays = {name: np.ascontiguousarray(value) for name, value in feeds.items()}
         shapes = {name: arr.shape for name, arr in arrays.items()}
         self._profiles.select(shapes)  # refuse before staging anything
