@@ -4,8 +4,8 @@ the SAME sessions, keypoint chunks of the same size), a stand-in ``GpuPipeline``
 released everything when it closes, and the comparison at the documented tolerance.
 
 Tolerance: keypoints 1e-3 px, scores 1e-5. Both sides run the same float32 arithmetic on the same
-ONNX Runtime calls, so the only licensed difference is DARK's float64 blur (numpy matmul on the
-CPU, a sequential sum in the twin) rounding to float32: ~1e-5 px. Any orchestration bug (wrong
+ONNX Runtime calls (DARK included: the CPU decoder and the twin call one DARK step), so what is
+left is the host's mapping of crop keypoints back to the frame; any orchestration bug (wrong
 crop, chunk, person or frame; a read before its write) moves keypoints by pixels.
 """
 
