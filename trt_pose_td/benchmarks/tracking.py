@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from ..tracking import TrackerConfig
 from ..tracking.matching import assign, keypoint_oks
 from ..tracking.smoothing import OneEuroFilter
 from ..types import Frame, Poses
+
+if TYPE_CHECKING:
+    from ..pipelines.base import StagedPipeline
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,8 @@ def read_video(path: str, limit: Optional[int] = None) -> List[Frame]:
     return frames
 
 
-def run_modes(pipeline, frames: Sequence[Frame], configs: Mapping[Any, TrackerConfig]
-              ) -> Dict[Any, dict]:
+def run_modes(pipeline: StagedPipeline, frames: Sequence[Frame],
+              configs: Mapping[Any, TrackerConfig]) -> Dict[Any, dict]:
     """Track ``frames`` once per config through the product path (a
     :class:`~..pipelines.tracked.TrackedPipeline` around ``pipeline`` per config, one call per
     frame), interleaved frame by frame so every config sees the same machine state. Per config:
@@ -58,7 +61,7 @@ def run_modes(pipeline, frames: Sequence[Frame], configs: Mapping[Any, TrackerCo
     return out
 
 
-def run_tracked(pipeline, frames: Sequence[Frame], config: TrackerConfig
+def run_tracked(pipeline: StagedPipeline, frames: Sequence[Frame], config: TrackerConfig
                 ) -> Tuple[List[Poses], float, int]:
     """One config of :func:`run_modes`: (poses per frame, wall seconds, detector frames)."""
     r = run_modes(pipeline, frames, {"only": config})["only"]
@@ -220,7 +223,8 @@ def read_mot_sequence(folder: Path, min_visibility: float = 0.25
     return frames, gt
 
 
-def mot_identity(pipeline, folders: Iterable[Path], config: TrackerConfig) -> Dict[str, int]:
+def mot_identity(pipeline: StagedPipeline, folders: Iterable[Path], config: TrackerConfig
+                 ) -> Dict[str, int]:
     """ID switches summed over MOT17 sequences, tracking each from its first frame."""
     total = {"id_switches": 0, "matches": 0, "gt_boxes": 0, "frames": 0}
     for folder in folders:
@@ -290,7 +294,7 @@ def smoothing_rows(ref: List[Poses], frames: Sequence[Frame], fps: float) -> Dic
             "grid": grid, "chosen": best}
 
 
-def tracking_report(pipe, frames: Sequence[Frame], ks: List[int], fps: float,
+def tracking_report(pipe: StagedPipeline, frames: Sequence[Frame], ks: List[int], fps: float,
                     motion_frames: int = 50, mot_dirs: Sequence[Path] = ()) -> dict:
     """The document of ``trt-pose-td bench --video``: every K (skip-frame rows), the motion
     models at K=5, the smoothing grid, and ID switches on MOT17 sequences (when given)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, List, cast
+from typing import TYPE_CHECKING, Any, List, cast
 
 from ..api import open_pipeline
 from ..benchmarks import crowd as bench
@@ -21,6 +21,9 @@ from .common import (
     parse_int_list,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from ..pipelines.base import StagedPipeline
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -180,7 +183,8 @@ def run_tracking(args: argparse.Namespace, ks: List[int]) -> int:
         if mot is not None and mot.is_dir() else []
     cfg = config_from_args(args)
     with open_pipeline(cfg, progress=not args.quiet) as pipeline:
-        report = track_bench.tracking_report(pipeline, frames, ks, fps,
+        staged = cast("StagedPipeline", pipeline)  # no tracking asked (run): not wrapped
+        report = track_bench.tracking_report(staged, frames, ks, fps,
                                              min(50, len(frames)), mot_dirs)
     report.update(video=video, config=cfg.as_dict(), machine=bench.machine_info())
     print(f"{len(frames)} frames of {Path(video).name} at {fps:g} fps; {cfg.backend}, "

@@ -8,10 +8,13 @@ Below the pipelines (:mod:`.cpu`, :mod:`.gpu`, :mod:`.tracked`) and above the da
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, List, Optional, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Protocol, Sequence, TypeVar
 
 from ..io.inputs import FramesLike, ImageLike
 from ..types import BatchInfo, Detections, FrameResult
+
+if TYPE_CHECKING:
+    from .stages import Detector, PoseEstimator
 
 #: What a ``batch`` call's items are (an :data:`~trt_pose_td.io.inputs.ImageLike`, or frames).
 Item = TypeVar("Item")
@@ -48,6 +51,14 @@ class Pipeline(Protocol):
     def __enter__(self) -> Pipeline: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+class StagedPipeline(Pipeline, Protocol):
+    """A :class:`Pipeline` built from the two host stages (both of this package's pipelines):
+    what the tracker needs beyond the protocol (the keypoint stage's batch size)."""
+
+    detector: Detector
+    pose: PoseEstimator
 
 
 def given_detections(detections: Optional[Sequence[Optional[Detections]]], count: int

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence
 
 from ..config_checks import expected_models
 from ..engines import load_engine
 from ..engines.base import check_pair
-from ..io.inputs import ImageLike, as_frame, as_frames
-from ..types import BatchInfo, Detections, Frame, FrameResult, StageTimes
+from ..io.inputs import FramesLike, ImageLike, as_frame, as_frames
+from ..types import BatchInfo, Detections, FrameResult, StageTimes
 from .base import given_detections
 from .plan import Plan
 from .stages import Detector, PoseEstimator, make_preprocessor
@@ -103,7 +103,7 @@ class CpuPipeline:
             t["total"] = info.ms
         return [FrameResult(f, p, t, info) for f, p, t in zip(frames, poses, times)]
 
-    def stream(self, frames: Union[Iterable[Frame], Any]) -> Iterator[FrameResult]:
+    def stream(self, frames: FramesLike) -> Iterator[FrameResult]:
         """Results in frame order, one per frame. Sequential: on this 2-core CPU, running frame
         t+1's detection in a thread beside frame t's keypoints was measured slower (both models
         already use every core; docs/architecture.md), so there is nothing in flight to drain

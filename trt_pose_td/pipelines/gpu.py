@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, cast
 import numpy as np
 
 from ..errors import ConfigError, EngineError, TrtPoseError
-from ..io.inputs import ImageLike, as_frame, as_frames
+from ..io.inputs import FramesLike, ImageLike, as_frame, as_frames
 from ..types import BatchInfo, Detections, Frame, FrameResult, Poses, StageTimes
 from .base import given_detections
 from .gpu_detect import GpuDetector
@@ -37,6 +37,8 @@ from .plan import Plan
 from .stages import Detector, PoseEstimator
 
 if TYPE_CHECKING:
+    from ..cuda.driver import Device
+    from ..cuda.launchers import Kernels
     from ..engines.tensorrt import TrtEngine
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class GpuPipeline:
 
     backend = "tensorrt"
 
-    def __init__(self, detector: Detector, pose: PoseEstimator, device: Any, kernels: Any,
+    def __init__(self, detector: Detector, pose: PoseEstimator, device: Device, kernels: Kernels,
                  max_persons: int = 100, zero_copy: Optional[bool] = None) -> None:
         from ..cuda.driver import Stream
 
@@ -282,7 +284,7 @@ class GpuPipeline:
         info.ms = (time.perf_counter() - t0) * 1e3
         return [self._result(slot, p, info) for slot, p in zip(slots, poses)]
 
-    def stream(self, frames: Any) -> Iterator[FrameResult]:
+    def stream(self, frames: FramesLike) -> Iterator[FrameResult]:
         """Results in frame order, frame t+1's upload + detection (detector stream) overlapping
         frame t's keypoints (keypoint stream). When ``frames`` ends or raises, the frame in
         flight is finished and yielded first (then the error propagates)."""

@@ -24,6 +24,8 @@ from .gpu_memory import FrameSlot, Staging, event
 from .stages import Detector
 
 if TYPE_CHECKING:
+    from ..cuda.driver import Stream
+    from ..cuda.launchers import Kernels
     from ..engines.tensorrt import TrtEngine
 
 
@@ -41,7 +43,8 @@ class GpuDetector:
     """``detector`` (host decoding) over its TensorRT ``engine`` on ``stream``; at most one run
     in flight (:meth:`submit`, then :meth:`finish`). Owns its staging and events: close()."""
 
-    def __init__(self, detector: Detector, engine: TrtEngine, kernels: Any, stream: Any) -> None:
+    def __init__(self, detector: Detector, engine: TrtEngine, kernels: Kernels, stream: Stream
+                 ) -> None:
         self.detector, self.engine, self.kernels, self.stream = detector, engine, kernels, stream
         spec = detector.spec
         self._input = spec.input_name

@@ -36,6 +36,8 @@ from .gpu_memory import ALIGN, FrameSlot, Staging, event
 from .stages import PoseEstimator, apply_recrop, no_keypoints, recrop_boxes, share_ms
 
 if TYPE_CHECKING:
+    from ..cuda.driver import Event, Stream
+    from ..cuda.launchers import Kernels
     from ..engines.tensorrt import TrtEngine
 
 Found = List[Tuple[np.ndarray, np.ndarray]]
@@ -66,7 +68,7 @@ class GpuKeypoints:
     at a time (:meth:`submit`, then :meth:`finish` or :meth:`complete`). Owns its buffers: close().
     """
 
-    def __init__(self, pose: PoseEstimator, engine: TrtEngine, kernels: Any, stream: Any,
+    def __init__(self, pose: PoseEstimator, engine: TrtEngine, kernels: Kernels, stream: Stream,
                  max_persons: int) -> None:
         from ..cuda.driver import DeviceBuffer
 
@@ -85,7 +87,7 @@ class GpuKeypoints:
         self._grow(self.max_persons)
         self._staging = Staging()
         self._events = [event() for _ in range(4)]  # start, kernel start, crops done, downloaded
-        self._chunk_events: List[Tuple[Any, Any]] = []  # (inferred, decoded) per chunk
+        self._chunk_events: List[Tuple[Event, Event]] = []  # (inferred, decoded) per chunk
         self._scratch: Dict[str, Any] = {}  # --flip: the mirrored crops' outputs, per graph name
         if pose.flip:
             self._scratch = {name: DeviceBuffer(engine.capacity(name))

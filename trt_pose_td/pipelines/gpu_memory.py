@@ -19,13 +19,14 @@ from ..errors import EngineError
 from ..types import Detections, Frame, StageTimes
 
 if TYPE_CHECKING:
+    from ..cuda.driver import Event, Stream
     from .gpu_detect import DetJob
 
 #: Alignment of every table in a :class:`Staging` buffer (and of TensorRT tensor addresses).
 ALIGN = 256
 
 
-def event() -> Any:
+def event() -> Event:
     """A new CUDA event (timing enabled)."""
     from ..cuda.driver import Event
 
@@ -42,7 +43,7 @@ class FrameSlot:
     host: Any = None
     device: Any = None
     nbytes: int = 0
-    events: List[Any] = field(default_factory=list)
+    events: List[Event] = field(default_factory=list)
     frame: Optional[Frame] = None
     times: StageTimes = field(default_factory=StageTimes)
     t0: float = 0.0
@@ -83,9 +84,9 @@ class Staging:
         self.host: Any = None
         self.device: Any = None
         self.nbytes = 0
-        self._copied: Any = None
+        self._copied: Optional[Event] = None
 
-    def put(self, stream: Any, arrays: Sequence[np.ndarray]) -> List[int]:
+    def put(self, stream: Stream, arrays: Sequence[np.ndarray]) -> List[int]:
         """Enqueue the upload of ``arrays`` (C-contiguous); returns their device addresses."""
         from ..cuda.driver import DeviceBuffer, PinnedBuffer
 
