@@ -16,10 +16,12 @@ data -> runtime (engines, CUDA, files and cameras) -> pipelines -> tools -> apps
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 PACKAGE = Path(__file__).resolve().parents[1] / "trt_pose_td"
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 MAX_LINES = 400
 
 Edges = Dict[str, Dict[str, int]]  # module -> {imported module: first line number}
@@ -205,6 +207,19 @@ def upward_imports(graph: Edges, root: Path, table: Table) -> List[str]:
     return out
 
 
+def documented_layers(text: str, package: str) -> Dict[str, Set[str]]:
+    """The "## The layers" table of an architecture page: layer -> the names in backticks of
+    its modules column (``package`` itself stands for the package, "" in :data:`LAYERS`)."""
+    section = text.split("\n## The layers", 1)[-1].split("\n## ", 1)[0]
+    out: Dict[str, Set[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) >= 2 and cells[1] != "modules" and \
+                re.fullmatch(r"[a-z]+", cells[0]):
+            out[cells[0]] = {"" if n == package else n for n in re.findall(r"`([^`]+)`", cells[1])}
+    return out
+
+
 def long_modules(root: Path, limit: int = MAX_LINES) -> List[Tuple[str, int]]:
     """(file relative to the repository, line count) of every module over ``limit`` lines."""
     out = []
@@ -222,6 +237,13 @@ def test_every_module_is_in_a_layer():
                        "to the ownership table of docs/architecture.md:\n  " + "\n  ".join(found))
     stale = stale_names(PACKAGE, LAYERS)
     assert not stale, f"LAYERS in tests/test_layering.py names what is no module: {stale}"
+
+
+def test_the_architecture_page_draws_the_same_layers():
+    drawn = documented_layers(ARCHITECTURE.read_text(), PACKAGE.name)
+    assert drawn == {name: set(members) for name, members in LAYERS}, (
+        "docs/architecture.md's layers table and LAYERS in tests/test_layering.py differ: "
+        "update the one that is wrong")
 
 
 def test_no_import_points_up_a_layer():
@@ -311,3 +333,11 @@ def test_checker_names_modules_in_no_layer_and_stale_names(tmp_path):
     assert unassigned(pkg, table) == [f"pkg.new ({Path('pkg', 'new.py')})",
                                       f"pkg.sub ({Path('pkg', 'sub', '__init__.py')})"]
     assert stale_names(pkg, table) == ["gone"]
+
+
+def test_the_layers_table_is_read_from_its_section_only():
+    text = ("# A\n\n| layer | modules | what |\n| --- | --- | --- |\n"
+            "## The layers\n\n| layer | modules | what |\n| --- | --- | --- |\n"
+            "| high | `cli`, `a.b` | x |\n| low | `pkg`, `io.uri` | `not_a_module` |\n\n"
+            "## Next\n\n| other | `x` | y |\n")
+    assert documented_layers(text, "pkg") == {"high": {"cli", "a.b"}, "low": {"", "io.uri"}}
