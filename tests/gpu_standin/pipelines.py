@@ -1,7 +1,7 @@
 """What the stand-in pipeline tests share: the default packaged models on ONNX Runtime, the
-reference (:class:`~trt_pose_td.pipeline.CpuPipeline` with the GPU crop kernel's twin sampling on
-the SAME sessions, keypoint chunks of the same size), a stand-in ``GpuPipeline`` that must have
-released everything when it closes, and the comparison at the documented tolerance.
+reference (:class:`~trt_pose_td.pipelines.cpu.CpuPipeline` with the GPU crop kernel's twin
+sampling on the SAME sessions, keypoint chunks of the same size), a stand-in ``GpuPipeline`` that
+must have released everything when it closes, and the comparison at the documented tolerance.
 
 Tolerance: keypoints 1e-3 px, scores 1e-5. Both sides run the same float32 arithmetic on the same
 ONNX Runtime calls (DARK included: the CPU decoder and the twin call one DARK step), so what is
