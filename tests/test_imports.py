@@ -11,8 +11,8 @@ from pathlib import Path
 import trt_pose_td
 
 REPO = Path(__file__).resolve().parents[1]
-PURE = ("types", "skeleton", "geometry", "decode", "models", "oks", "engines/base",
-        "cuda/twins")
+PURE = ("types", "skeleton", "geometry", "decode", "refine", "models", "oks", "int8_recipes",
+        "engines/base", "cuda/twins", "io/newest", "pipelines/base")
 HEAVY = ("tensorrt", "cuda", "onnxruntime", "pycocotools", "paho", "gi", "onnx")
 
 BLOCKER = """
