@@ -22,9 +22,9 @@ from typing import Iterator, List
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trt_pose_td.api import open_pipeline
-from trt_pose_td.bench import load_frames
+from trt_pose_td.benchmarks.crowd import load_frames
 from trt_pose_td.io.sources import expand_images
-from trt_pose_td.pipeline import CpuPipeline
+from trt_pose_td.pipelines.cpu import CpuPipeline
 from trt_pose_td.types import Frame, FrameResult, StageTimes
 
 

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trt_pose_td import geometry
 from trt_pose_td.api import open_pipeline
+from trt_pose_td.benchmarks.evaluate import instance_scores
 from trt_pose_td.config import PipelineConfig
-from trt_pose_td.evaluate import instance_scores
 from trt_pose_td.io.sources import read_image
-from trt_pose_td.pipeline import CpuPipeline
+from trt_pose_td.pipelines.cpu import CpuPipeline
 from trt_pose_td.preprocess import warp_with
 from trt_pose_td.types import Frame
 

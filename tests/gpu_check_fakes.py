@@ -99,7 +99,7 @@ def evaluate(rest):
     code = 0
     if args.compare:
         from trt_pose_td.cli.eval import gate
-        from trt_pose_td.evaluate import read_summary
+        from trt_pose_td.benchmarks.evaluate import read_summary
 
         ns = argparse.Namespace(compare=args.compare, max_drop=args.max_drop,
                                 compare_metrics="keypoints.AP")

@@ -18,9 +18,9 @@ from trt_pose_td.engines import Engine
 from trt_pose_td.engines.base import TensorSpec
 from trt_pose_td.io.inputs import as_frames
 from trt_pose_td.io.sources import read_image
-from trt_pose_td.pipeline import CpuPipeline
-from trt_pose_td.stages import Detector
-from trt_pose_td.tracked import per_frame_batch
+from trt_pose_td.pipelines.base import per_frame_batch
+from trt_pose_td.pipelines.cpu import CpuPipeline
+from trt_pose_td.pipelines.stages import Detector
 from trt_pose_td.types import Detections, Frame, FrameResult
 
 pytest.importorskip("onnxruntime")

@@ -97,7 +97,7 @@ def test_this_machine_one_line_per_check_and_onnxruntime_can_run(here, capsys):
     assert by_name["jetson"] == "--    jetson        not a Jetson (no /etc/nv_tegra_release)"
     assert by_name["argus"] == "--    argus         no CSI camera configured or found"
     assert lines[-1] == "backend auto -> onnxruntime: can run here"
-    from trt_pose_td.plan import resolve_backend  # the pipeline decides auto the same way
+    from trt_pose_td.pipelines.plan import resolve_backend  # the pipeline decides auto the same way
 
     assert resolve_backend(PipelineConfig(backend="auto")) == "onnxruntime"
 

@@ -3,6 +3,7 @@ import pytest
 
 from trt_pose_td import decode
 from trt_pose_td.decode import DetectorParams
+from trt_pose_td.refine import blur_heatmaps
 
 
 def gaussian_maps(centers, shape=(64, 48), sigma=2.0):
@@ -52,7 +53,7 @@ def test_dark_equals_full_map_reference():
         rng.normal(0, 0.01, (2, 17, 64, 48)).astype(np.float32)
     idx, _ = decode.heatmap_argmax(maps)
     local = decode._dark_offsets(maps, idx, 11)
-    blurred = np.log(np.maximum(decode.blur_heatmaps(maps, 11), 1e-10)).astype(np.float64)
+    blurred = np.log(np.maximum(blur_heatmaps(maps, 11), 1e-10)).astype(np.float64)
     for n in range(2):
         for k in range(17):
             x, y = idx[n, k]
@@ -71,7 +72,7 @@ def test_dark_equals_full_map_reference():
 def test_blur_matches_cv2():
     cv2 = pytest.importorskip("cv2")
     maps = np.random.default_rng(2).random((1, 2, 64, 48)).astype(np.float32)
-    ours = decode.blur_heatmaps(maps, 11)[0, 1]
+    ours = blur_heatmaps(maps, 11)[0, 1]
     ref = cv2.GaussianBlur(maps[0, 1], (11, 11), 0, borderType=cv2.BORDER_CONSTANT)
     ref *= maps[0, 1].max() / ref.max()
     np.testing.assert_allclose(ours, ref, atol=1e-5)

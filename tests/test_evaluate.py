@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from trt_pose_td import evaluate as ev
+from trt_pose_td.benchmarks import evaluate as ev
 from trt_pose_td.errors import ConfigError
 from trt_pose_td.types import Detections, Poses
 

@@ -57,7 +57,7 @@ def test_coco_results_evaluate_with_pycocotools(sample_photo, shared, tmp_path):
     assert len(results) >= 5 and {r["image_id"] for r in results} == {1000}
     assert all(r["category_id"] == 1 and len(r["keypoints"]) == 51 for r in results)
     pytest.importorskip("pycocotools")
-    from trt_pose_td.evaluate import coco_metrics, load_coco
+    from trt_pose_td.benchmarks.evaluate import coco_metrics, load_coco
 
     coco = load_coco(shared / "coco/annotations/person_keypoints_val2017_dev.json")
     metrics, _ = coco_metrics(coco, results, "keypoints", [1000])

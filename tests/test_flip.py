@@ -6,8 +6,8 @@ import pytest
 from trt_pose_td import decode, geometry
 from trt_pose_td.engines.onnxruntime import OrtEngine
 from trt_pose_td.models import spec_for_file
+from trt_pose_td.pipelines.stages import PoseEstimator
 from trt_pose_td.skeleton import flip_permutation
-from trt_pose_td.stages import PoseEstimator
 from trt_pose_td.types import Detections, Frame
 
 pytest.importorskip("cv2")

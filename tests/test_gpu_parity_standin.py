@@ -29,8 +29,8 @@ from tests.gpu_standin.pipelines import (
 from trt_pose_td.config import PipelineConfig
 from trt_pose_td.errors import SourceError
 from trt_pose_td.io.inputs import as_frame, as_frames
-from trt_pose_td.plan import resolve
-from trt_pose_td.tracked import TrackedPipeline
+from trt_pose_td.pipelines.plan import resolve
+from trt_pose_td.pipelines.tracked import TrackedPipeline
 from trt_pose_td.tracking import TrackerConfig
 from trt_pose_td.types import Detections
 
@@ -106,11 +106,11 @@ def test_simcc_flip_matches_the_cpu_estimator(models, machine, monkeypatch, stan
     Negative control: identity gather tables (the mirrored outputs averaged in unflipped) must
     not pass."""
     from tests.models import fixtures
-    from trt_pose_td import gpu_keypoints
     from trt_pose_td.cuda.twins import TwinPreprocessor
     from trt_pose_td.engines.onnxruntime import OrtEngine
     from trt_pose_td.models import spec_for_file
-    from trt_pose_td.stages import PoseEstimator
+    from trt_pose_td.pipelines import gpu_keypoints
+    from trt_pose_td.pipelines.stages import PoseEstimator
 
     if broken:
         monkeypatch.setattr(gpu_keypoints, "flip_gathers", lambda flip_back, shapes, perm: {
@@ -141,9 +141,10 @@ def test_simcc_flip_matches_the_cpu_estimator(models, machine, monkeypatch, stan
 def test_the_gpu_plan_takes_flip_and_recrop(models, machine, monkeypatch, tmp_path, photo):
     """``plan.resolve`` no longer refuses them, and ``GpuPipeline.from_plan`` hands them to the
     keypoint stage (TensorRT, the kernels and the engines replaced by the stand-in's)."""
-    from trt_pose_td import gpu_pipeline, trt_api
+    from trt_pose_td import trt_api
     from trt_pose_td.cuda import launchers
     from trt_pose_td.engines import tensorrt
+    from trt_pose_td.pipelines import gpu as gpu_pipeline
 
     cfg = PipelineConfig(backend="tensorrt", engine_dir=str(tmp_path), flip=True, recrop=True,
                          max_persons=5)

@@ -23,7 +23,7 @@ from trt_pose_td.engine_meta import engine_filename
 from trt_pose_td.errors import ConfigError, EngineError
 from trt_pose_td.io.sources import read_image
 from trt_pose_td.models import get_spec
-from trt_pose_td.plan import resolve
+from trt_pose_td.pipelines.plan import resolve
 from trt_pose_td.types import Detections, Frame
 
 pytestmark = [pytest.mark.gpu, pytest.mark.trt]
@@ -91,7 +91,7 @@ def _distances(cpu_poses, gpu_poses):
 
 @pytest.mark.parametrize("detector", [DETECTOR, NMS_DETECTOR])
 def test_gpu_keypoints_match_cpu(engine_dir, frames, detector):
-    from trt_pose_td.gpu_pipeline import GpuPipeline
+    from trt_pose_td.pipelines.gpu import GpuPipeline
 
     cfg = _config(engine_dir, detector)
     dists, missed, persons = [], 0, 0
@@ -155,7 +155,7 @@ def test_batch_of_cameras_equals_one_call_per_frame(engine_dir, frames):
 def test_tracked_stream_with_det_every_equals_frame_by_frame(engine_dir, frames):
     """--det-every 3: the overlapped stream (next frame uploaded / detected while this one's
     keypoints run) gives what one call per frame gives."""
-    from trt_pose_td.tracked import TrackedPipeline
+    from trt_pose_td.pipelines.tracked import TrackedPipeline
     from trt_pose_td.tracking import TrackerConfig
 
     clip = [Frame(np.roll(frames[0].image, 4 * i, axis=1), i, i / 10, "roll") for i in range(6)]
@@ -181,7 +181,7 @@ def test_overlapped_run_equals_one_frame_at_a_time(engine_dir, frames):
 
 
 def test_zero_copy_frames_match_pinned_upload(engine_dir, frames, cuda_device):
-    from trt_pose_td.gpu_pipeline import GpuPipeline
+    from trt_pose_td.pipelines.gpu import GpuPipeline
 
     if not cuda_device.info.can_map_host_memory:
         pytest.skip("this GPU cannot map host memory")
@@ -196,7 +196,7 @@ def test_zero_copy_frames_match_pinned_upload(engine_dir, frames, cuda_device):
 
 def test_forty_persons_in_chunks_match_the_cpu_estimator(engine_dir, frames):
     """40 tiled boxes > the engine profile's 16: one crop launch, three engine chunks."""
-    from trt_pose_td.bench import tile_detections
+    from trt_pose_td.benchmarks.crowd import tile_detections
 
     frame = frames[-1]
     with open_pipeline(_config(engine_dir)) as gpu, \

@@ -1,6 +1,6 @@
 """The GPU pipeline's orchestration in CI, on a host-memory STAND-IN for CUDA (no GPU here).
 
-The real :class:`~trt_pose_td.gpu_pipeline.GpuPipeline` runs on :mod:`tests.gpu_standin`: fake
+The real :class:`~trt_pose_td.pipelines.gpu.GpuPipeline` runs on :mod:`tests.gpu_standin`: fake
 device memory with real pointer arithmetic, lazily run streams ordered only by events and waits,
 the real kernel host code with the numpy twins as kernel bodies, ONNX Runtime behind TensorRT's
 device interface. What this proves: buffers, offsets, chunking at the profile max, stream/event
@@ -33,8 +33,8 @@ from tests.gpu_standin.pipelines import (
 )
 from trt_pose_td.cuda.driver import CudaError
 from trt_pose_td.errors import ConfigError, SourceError
-from trt_pose_td.gpu_slots import FrameSlot, event
 from trt_pose_td.io.inputs import as_frame, as_frames
+from trt_pose_td.pipelines.gpu_memory import FrameSlot, event
 from trt_pose_td.types import Detections
 
 POSE_BATCH = 4
@@ -122,7 +122,7 @@ def test_other_keypoint_models_and_unaligned_chunks_match_the_cpu_estimator(
     from trt_pose_td.cuda.twins import TwinPreprocessor
     from trt_pose_td.engines.onnxruntime import OrtEngine
     from trt_pose_td.models import spec_for_file
-    from trt_pose_td.stages import PoseEstimator
+    from trt_pose_td.pipelines.stages import PoseEstimator
 
     path = standins[kind].parent / f"{kind}_36x20.onnx"
     maker = fixtures.heatmap_pose_model if kind == "heatmap" else fixtures.simcc_pose_model

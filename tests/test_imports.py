@@ -11,8 +11,8 @@ from pathlib import Path
 import trt_pose_td
 
 REPO = Path(__file__).resolve().parents[1]
-PURE = ("types", "skeleton", "geometry", "decode", "models", "oks", "engines/base",
-        "cuda/twins")
+PURE = ("types", "skeleton", "geometry", "decode", "refine", "models", "oks", "int8_recipes",
+        "engines/base", "cuda/twins", "io/newest", "pipelines/base")
 HEAVY = ("tensorrt", "cuda", "onnxruntime", "pycocotools", "paho", "gi", "onnx")
 
 BLOCKER = """
@@ -59,4 +59,4 @@ def test_pure_modules_import_only_numpy_and_cv2():
 
 def test_every_module_is_reachable():
     names = [m.name for m in pkgutil.walk_packages(trt_pose_td.__path__, "trt_pose_td.")]
-    assert "trt_pose_td.pipeline" in names and "trt_pose_td.engines.onnxruntime" in names
+    assert "trt_pose_td.pipelines.cpu" in names and "trt_pose_td.engines.onnxruntime" in names

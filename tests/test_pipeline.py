@@ -7,8 +7,8 @@ from trt_pose_td.decode import DetectorParams
 from trt_pose_td.engines.onnxruntime import OrtEngine
 from trt_pose_td.errors import ConfigError, EngineError
 from trt_pose_td.models import get_spec, spec_for_file
-from trt_pose_td.pipeline import CpuPipeline
-from trt_pose_td.stages import Detector, PoseEstimator
+from trt_pose_td.pipelines.cpu import CpuPipeline
+from trt_pose_td.pipelines.stages import Detector, PoseEstimator
 from trt_pose_td.types import Detections, Frame, StageTimes
 
 pytest.importorskip("cv2")

@@ -15,7 +15,7 @@ import pytest
 from trt_pose_td.api import open_pipeline
 from trt_pose_td.config import PipelineConfig
 from trt_pose_td.errors import ConfigError
-from trt_pose_td.tracked import TrackedPipeline
+from trt_pose_td.pipelines.tracked import TrackedPipeline
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("lap")

@@ -1,28 +1,18 @@
 """Open a pipeline: the one place that knows both implementations.
 
 ``open_pipeline(cfg)`` (or keyword arguments of :class:`~.config.PipelineConfig`) resolves the
-config once (:func:`~.plan.resolve`) and builds the CPU pipeline (ONNX Runtime) or the GPU
-pipeline (TensorRT) from that plan. Both satisfy :class:`Pipeline`. :func:`draw` and
-:func:`sample_image` complete the public surface re-exported by ``trt_pose_td`` (docs/api.md).
+config once (:func:`~.pipelines.plan.resolve`) and builds the CPU pipeline (ONNX Runtime) or the
+GPU pipeline (TensorRT) from that plan, wrapped in the tracker when the config asks for tracking.
+All satisfy :class:`Pipeline` (defined in :mod:`.pipelines.base`, re-exported here).
+:func:`draw` and :func:`sample_image` complete the public surface re-exported by ``trt_pose_td``
+(docs/api.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Dict,
-    Iterator,
-    List,
-    Optional,
-    Protocol,
-    Sequence,
-    Tuple,
-    TypedDict,
-    Union,
-)
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, TypedDict, Union
 
 import numpy as np
 
@@ -31,43 +21,9 @@ if TYPE_CHECKING:
 
 from .config import PipelineConfig
 from .errors import ConfigError, require
-from .io.inputs import ImageLike
-from .plan import resolve
-from .types import Detections, FrameResult, Poses
-
-
-class Pipeline(Protocol):
-    """What every pipeline does (CPU: :class:`~.pipeline.CpuPipeline`, GPU:
-    :class:`~.gpu_pipeline.GpuPipeline`).
-
-    ``pipeline(image, detections=None)``: poses of one frame (a :class:`~.types.Frame`, an
-    (H, W, 3) uint8 BGR array or an image path); given ``detections`` (boxes in frame pixels)
-    replace the detector. ``pipeline.stream(source)``: results in frame order for a path, URI
-    or iterable of frames/arrays; implementations may overlap frames internally.
-    ``pipeline.batch(frames, detections=None)``: several frames (one per camera) at once, results
-    in the order given, each with a shared :class:`~.types.BatchInfo` (persons per frame, run
-    sizes); the CPU pipeline runs one detector batch and ONE keypoint batch across the frames,
-    the GPU pipeline (for now) one frame after another. ``close()`` releases the engines (also
-    on leaving a ``with`` block).
-    """
-
-    #: ``onnxruntime`` or ``tensorrt``: which engines run.
-    backend: str
-
-    def __call__(self, image: ImageLike, detections: Optional[Detections] = None
-                 ) -> FrameResult: ...
-
-    def stream(self, frames: Any) -> Iterator[FrameResult]: ...
-
-    def batch(self, images: Sequence[Any],
-              detections: Optional[Sequence[Optional[Detections]]] = None
-              ) -> List[FrameResult]: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> Pipeline: ...
-
-    def __exit__(self, *exc: object) -> None: ...
+from .pipelines.base import Pipeline
+from .pipelines.plan import resolve
+from .types import FrameResult, Poses
 
 
 class PipelineOptions(TypedDict, total=False):
@@ -122,14 +78,14 @@ def open_pipeline(cfg: Optional[PipelineConfig] = None, *, progress: bool = Fals
     plan = resolve(cfg, progress)
     pipeline: Pipeline
     if plan.backend == "tensorrt":
-        from .gpu_pipeline import GpuPipeline
+        from .pipelines.gpu import GpuPipeline
 
         pipeline = GpuPipeline.from_plan(plan)
     else:
-        from .pipeline import CpuPipeline
+        from .pipelines.cpu import CpuPipeline
 
         pipeline = CpuPipeline.from_plan(plan)
-    from .tracked import TrackedPipeline, tracker_config
+    from .pipelines.tracked import TrackedPipeline, tracker_config
 
     tracking = tracker_config(cfg.track, cfg.det_every, cfg.smooth)
     return pipeline if tracking is None else TrackedPipeline(pipeline, tracking)

@@ -3,7 +3,8 @@
 Field name = ``trt-pose-td run`` flag without dashes = ``[pipeline]`` TOML key (``det_size`` is
 ``--det-size``, ``max_batch`` is ``--max-batch``). Invalid values raise :class:`ConfigError` at
 construction, so the CLI, the service's TOML and the Python API all get the same one-line error.
-:func:`trt_pose_td.plan.resolve` turns a config into the concrete plan (specs, files, backend).
+:func:`trt_pose_td.pipelines.plan.resolve` turns a config into the concrete plan (specs, files,
+backend).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class PipelineConfig:
     ``fp16``, ``int8`` or None (fp32 on ONNX Runtime, fp16 on TensorRT); int8_mode: ``qdq``
     (default) or ``calibrator`` engines for TensorRT INT8.
 
-    track: a stable integer ``track_id`` per person (:mod:`trt_pose_td.tracked`); det_every:
+    track: a stable integer ``track_id`` per person (:mod:`.pipelines.tracked`); det_every:
     run the detector every K-th frame and follow the tracks by keypoints between; smooth:
     one-euro filter on the keypoints (``keypoints_raw`` keeps the unfiltered ones). Either of
     the last two turns tracking on. Measured on vtest.avi: docs/tracking.md.

@@ -13,6 +13,8 @@ from typing import Callable, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from .refine import REFINEMENTS, dark_kernel_size, dark_offsets, heatmap_argmax, quarter_offsets
+
 Outputs = Mapping[str, np.ndarray]
 
 
@@ -158,126 +160,24 @@ DETECTOR_DECODERS: Dict[str, DetectorDecoder] = {
 
 # --------------------------------------------------------------------------------------------
 # Keypoint decoders
-#: Sub-pixel refinements of the heatmap argmax.
-REFINEMENTS = ("none", "quarter", "dark")
-
-
-def heatmap_argmax(heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Integer argmax per heatmap.
-
-    heatmaps: (N, K, h, w) float32. Returns indices (N, K, 2) int64 as (col, row) and the
-    maximum values (N, K) float32. Ties take the first (row-major) position.
-    """
-    n, k, h, w = heatmaps.shape
-    flat = heatmaps.reshape(n, k, h * w)
-    idx = np.argmax(flat, axis=2)
-    vals = np.take_along_axis(flat, idx[..., None], axis=2)[..., 0]
-    return np.stack([idx % w, idx // w], axis=-1).astype(np.int64), vals.astype(np.float32)
-
-
-def _quarter_offsets(heatmaps: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """+-0.25 towards the higher neighbour, where both neighbours exist (HRNet's refinement)."""
-    n, k, h, w = heatmaps.shape
-    px, py = idx[..., 0], idx[..., 1]
-    ok = (px > 0) & (px < w - 1) & (py > 0) & (py < h - 1)
-    # neighbours clamped into the map: read everywhere, used where ok (1-cell-wide maps too)
-    left, right = np.maximum(px - 1, 0), np.minimum(px + 1, w - 1)
-    up, down = np.maximum(py - 1, 0), np.minimum(py + 1, h - 1)
-    ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
-    dx = heatmaps[ni, ki, py, right] - heatmaps[ni, ki, py, left]
-    dy = heatmaps[ni, ki, down, px] - heatmaps[ni, ki, up, px]
-    off = np.stack([np.sign(dx), np.sign(dy)], -1) * 0.25
-    return np.where(ok[..., None], off, 0.0).astype(np.float32)
-
-
-def gaussian_kernel_1d(kernel: int) -> np.ndarray:
-    """(kernel,) float64 Gaussian weights summing to 1, sigma as cv2 picks it for ``sigma=0``."""
-    sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
-    x = np.arange(kernel, dtype=np.float64) - (kernel - 1) / 2
-    g = np.exp(-(x * x) / (2 * sigma * sigma))
-    return g / g.sum()
-
-
-def blur_heatmaps(heatmaps: np.ndarray, kernel: int) -> np.ndarray:
-    """Gaussian-blur every (h, w) map with zero borders, rescaled to keep its maximum (DARK).
-
-    heatmaps: (N, K, h, w) float32; a separable blur in numpy (equal to cv2.GaussianBlur with a
-    constant-zero border) so all N x K maps are done in two vectorised passes.
-    """
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    g = gaussian_kernel_1d(kernel)
-    r = kernel // 2
-    padded = np.pad(heatmaps.astype(np.float64), ((0, 0), (0, 0), (r, r), (r, r)))
-    rows = sliding_window_view(padded, kernel, axis=3) @ g          # (N, K, h + 2r, w)
-    out = sliding_window_view(rows, kernel, axis=2) @ g             # (N, K, h, w)
-    n, k = heatmaps.shape[:2]
-    peak_in = heatmaps.reshape(n, k, -1).max(axis=2)
-    peak_out = out.reshape(n, k, -1).max(axis=2)
-    scale = np.where(peak_out > 0, peak_in / np.where(peak_out > 0, peak_out, 1), 1.0)
-    return (out * scale[..., None, None]).astype(np.float32)
-
-
 def _dark_offsets(heatmaps: np.ndarray, idx: np.ndarray, kernel: int) -> np.ndarray:
-    """DARK (Zhang et al., CVPR 2020): Newton step on the log of the blurred heatmap.
-
-    Only the 5x5 neighbourhood of each maximum is needed, so each map is blurred on the
-    ``(5 + kernel - 1)``-square patch around its argmax (zero outside the map), not whole. The
-    per-map rescale to the original peak adds a constant to the log, so it does not move the step.
-    """
+    """:func:`~.refine.dark_offsets` of (N, K, h, w) heatmaps at their argmax ``idx`` (N, K, 2)
+    (col, row) -> (N, K, 2) float32."""
     n, k, h, w = heatmaps.shape
-    r = kernel // 2
-    size = 5 + 2 * r
-    padded = np.pad(heatmaps, ((0, 0), (0, 0), (r + 2, r + 2), (r + 2, r + 2)))
-    px, py = idx[..., 0], idx[..., 1]
-    # patch rows/cols in padded coordinates: map (py - 2 - r) .. (py + 2 + r)
-    offs = np.arange(size)
-    rows = (py[..., None] + offs)[..., :, None]          # (N, K, size, 1)
-    cols = (px[..., None] + offs)[..., None, :]          # (N, K, 1, size)
-    ni = np.arange(n)[:, None, None, None]
-    ki = np.arange(k)[None, :, None, None]
-    patch = padded[ni, ki, rows, cols].astype(np.float64)          # (N, K, size, size)
-    g = gaussian_kernel_1d(kernel)
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    blurred = sliding_window_view(patch, kernel, axis=3) @ g          # (N, K, size, 5)
-    blurred = sliding_window_view(blurred, kernel, axis=2) @ g        # (N, K, 5, 5)
-    hm = np.log(np.maximum(blurred, 1e-10))
-
-    def at(dy: int, dx: int) -> np.ndarray:
-        return hm[..., 2 + dy, 2 + dx]
-
-    c = at(0, 0)
-    dx = 0.5 * (at(0, 1) - at(0, -1))
-    dy = 0.5 * (at(1, 0) - at(-1, 0))
-    dxx = 0.25 * (at(0, 2) - 2 * c + at(0, -2))
-    dyy = 0.25 * (at(2, 0) - 2 * c + at(-2, 0))
-    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
-    det = dxx * dyy - dxy * dxy
-    ok = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2) & (det != 0)
-    safe = np.where(det != 0, det, 1.0)
-    ox = -(dyy * dx - dxy * dy) / safe
-    oy = -(-dxy * dx + dxx * dy) / safe
-    off = np.stack([ox, oy], -1)
-    # A Newton step larger than one cell means the quadratic model does not hold: keep argmax.
-    ok &= np.all(np.abs(off) < 1.0, axis=-1)
-    return np.where(ok[..., None], off, 0.0).astype(np.float32)
-
-
-def dark_kernel_size(heatmap_width: int) -> int:
-    """Blur kernel for DARK: 11 at the 48-wide heatmaps of 256x192 models, scaled, odd, >= 3."""
-    k = int(round(11 * heatmap_width / 48))
-    return max(3, k | 1)
+    flat = idx.reshape(-1, 2)
+    return dark_offsets(heatmaps.reshape(-1, h, w), flat[:, 0], flat[:, 1],
+                        kernel).reshape(n, k, 2)
 
 
 def decode_heatmaps(heatmaps: np.ndarray, input_size: Tuple[int, int], refine: str = "dark",
                     cell_offset: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
     """Heatmaps (N, K, h, w) -> keypoints (N, K, 2) in input pixels and scores (N, K).
 
-    ``refine``: ``none`` (plain argmax), ``quarter`` (HRNet +-0.25 shift) or ``dark``. Heatmap
-    cell ``j`` spans input pixels ``[j * stride, (j + 1) * stride)``; (refined) cell coordinate
-    ``c`` maps to input pixel ``(c + cell_offset) * stride``: 0.5 is the cell centre (unbiased),
-    0.0 the cell corner (what HRNet-style training targets imply, see ``docs/accuracy.md``).
+    ``refine`` (:mod:`.refine`): ``none`` (plain argmax), ``quarter`` (HRNet +-0.25 shift) or
+    ``dark``. Heatmap cell ``j`` spans input pixels ``[j * stride, (j + 1) * stride)``; (refined)
+    cell coordinate ``c`` maps to input pixel ``(c + cell_offset) * stride``: 0.5 is the cell
+    centre (unbiased), 0.0 the cell corner (what HRNet-style training targets imply, see
+    ``docs/accuracy.md``).
     """
     if refine not in REFINEMENTS:
         raise ValueError(f"unknown refinement {refine!r}; expected one of {REFINEMENTS}")
@@ -286,7 +186,7 @@ def decode_heatmaps(heatmaps: np.ndarray, input_size: Tuple[int, int], refine: s
     idx, scores = heatmap_argmax(heatmaps)
     coords = idx.astype(np.float32)
     if refine == "quarter":
-        coords += _quarter_offsets(heatmaps, idx)
+        coords += quarter_offsets(heatmaps, idx)
     elif refine == "dark":
         coords += _dark_offsets(heatmaps, idx, dark_kernel_size(w))
     stride = np.array([input_size[0] / w, input_size[1] / h], np.float32)

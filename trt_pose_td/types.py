@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Union, cast
+from typing import Dict, Iterator, List, Optional, Union, cast
 
 import numpy as np
 
@@ -210,17 +210,6 @@ class StageTimes(Dict[str, float]):
 
     def add(self, stage: str, ms: float) -> None:
         self[stage] = self.get(stage, 0.0) + ms
-
-
-def given_detections(detections: Optional[Sequence[Optional[Detections]]], count: int
-                     ) -> List[Optional[Detections]]:
-    """``batch(frames, detections)``'s boxes per frame (None: run the detector), checked to be
-    one per frame."""
-    given: List[Optional[Detections]] = (list(detections) if detections is not None
-                                         else [None] * count)
-    if len(given) != count:
-        raise ValueError(f"{count} frames but {len(given)} detections")
-    return given
 
 
 @dataclass

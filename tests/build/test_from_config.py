@@ -23,7 +23,7 @@ from trt_pose_td.cli.build import read_pipeline_config
 from trt_pose_td.config import PipelineConfig
 from trt_pose_td.engine_meta import EngineMetadata, read_metadata
 from trt_pose_td.errors import ConfigError
-from trt_pose_td.plan import resolve
+from trt_pose_td.pipelines.plan import resolve
 
 from .conftest import make_env
 

@@ -140,7 +140,7 @@ def test_jobs_name_engines_by_model_precision_and_mode(calib_subset, tmp_path):
     assert jobs[0].size == (416, 416) and jobs[1].size == (192, 256)
     # ... and the runtime looks for exactly these files
     from trt_pose_td.config import PipelineConfig
-    from trt_pose_td.plan import engine_path, model_specs
+    from trt_pose_td.pipelines.plan import engine_path, model_specs
 
     cfg = PipelineConfig(precision="int8", int8_mode="qdq", engine_dir=str(tmp_path))
     assert [engine_path(cfg, s).name for s in model_specs(cfg, int8_qdq=True)] == \

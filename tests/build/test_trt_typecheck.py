@@ -97,7 +97,7 @@ def test_tensorrt_modules_are_discovered():
     names = {p.relative_to(PACKAGE).as_posix() for p in tensorrt_modules()}
     assert {"build/builder.py", "build/calibrator.py", "build/inspect.py", "build/env.py",
             "build/run.py", "build/jobs.py", "trt_api.py", "engines/tensorrt.py",
-            "engines/trt_profiles.py", "gpu_pipeline.py", "plan.py"} <= names
+            "engines/trt_profiles.py", "pipelines/gpu.py", "pipelines/plan.py"} <= names
 
 
 @pytest.mark.parametrize("stub_set", sorted(STUB_SETS))

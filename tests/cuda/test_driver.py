@@ -67,8 +67,8 @@ def test_auto_backend_falls_back_to_onnxruntime(standins):
     _no_gpu()
     from trt_pose_td.api import open_pipeline
     from trt_pose_td.config import PipelineConfig
-    from trt_pose_td.gpu_pipeline import GpuPipeline
-    from trt_pose_td.plan import resolve_backend, tensorrt_unavailable
+    from trt_pose_td.pipelines.gpu import GpuPipeline
+    from trt_pose_td.pipelines.plan import resolve_backend, tensorrt_unavailable
 
     cfg = PipelineConfig(detector=str(standins["detector"]), pose=str(standins["heatmap"]),
                          detector_like="rtmdet_nano_person", backend="auto")
@@ -98,7 +98,7 @@ def test_tensorrt_backend_here_is_a_one_line_cli_error(standins, tmp_path, capsy
 def test_engine_paths_follow_the_builder_names(tmp_path):
     from trt_pose_td.config import PipelineConfig
     from trt_pose_td.models import get_spec
-    from trt_pose_td.plan import engine_path
+    from trt_pose_td.pipelines.plan import engine_path
 
     spec = get_spec("pp_tinypose_256x192")
     cfg = PipelineConfig(engine_dir=str(tmp_path))

@@ -24,7 +24,7 @@ from trt_pose_td.cli import main
 from trt_pose_td.config import PipelineConfig
 from trt_pose_td.cuda import launchers, nvrtc
 from trt_pose_td.errors import DependencyError
-from trt_pose_td.plan import engine_path, model_specs
+from trt_pose_td.pipelines.plan import engine_path, model_specs
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,8 @@
 Measured bounds (opencv-python-headless 5.0, 33 COCO/MOT17 frames, 3 crop sizes, boxes partly off
 the frame; and uniform-noise frames): |twin - cv2| <= 0.509 gray levels before normalisation
 (<= 0.0089 after), of which 0.5 is cv2 rounding its warp to uint8 and the rest its fixed-point
-interpolation. The decoding twins equal the CPU decoders bit for bit on every case tried; DARK is
-allowed float rounding (the CPU sums its blur with numpy matmul, the kernel sequentially).
+interpolation. The decoding twins equal the CPU decoders bit for bit on every case tried (DARK is
+one step both call, in the kernel's order of operations: trt_pose_td.refine.dark_offsets).
 """
 
 from __future__ import annotations
@@ -198,6 +198,22 @@ def test_heatmap_twin_equals_cpu_decoder(refine, shape, size):
         [(5 + 0.5) * size[0] / w, (5 + 0.5) * size[1] / h])
 
 
+@pytest.mark.parametrize("h, w", [(8, 6), (16, 12), (32, 24), (64, 48), (96, 72)])
+def test_dark_is_one_step_in_the_decoder_and_the_twin(h, w):
+    """The CPU decoder and the decode kernel's twin run the one DARK step: equal bit for bit at
+    every blur size these widths give (3 to 17), on noise and on Gaussian peaks (where the step
+    moves keypoints off the argmax)."""
+    rng = np.random.default_rng(w)
+    for peaks, maps in ((False, rng.random((2, 17, h, w)).astype(np.float32)),
+                        (True, _gaussian_maps(rng, 2, 17, h, w, sigma=max(1.0, w / 24)))):
+        ref_k, ref_s = decode.decode_heatmaps(maps, (4 * w, 4 * h), "dark")
+        got_k, got_s = twins.decode_heatmaps_twin(maps, (4 * w, 4 * h), "dark")
+        np.testing.assert_array_equal(got_k, ref_k)
+        np.testing.assert_array_equal(got_s, ref_s)
+        plain = decode.decode_heatmaps(maps, (4 * w, 4 * h), "none")[0]
+        assert not peaks or np.abs(got_k - plain).max() > 1.0
+
+
 def test_heatmap_twin_cell_offset():
     maps = _gaussian_maps(np.random.default_rng(1), 2, 17, 64, 48)
     a, _ = twins.decode_heatmaps_twin(maps, (192, 256), "quarter", cell_offset=0.0)
@@ -246,7 +262,7 @@ def test_twin_preprocessor_in_the_cpu_pipeline(standins):
     from trt_pose_td.cli.common import config_from_args
     from trt_pose_td.config import PipelineConfig
     from trt_pose_td.errors import ConfigError
-    from trt_pose_td.stages import make_preprocessor
+    from trt_pose_td.pipelines.stages import make_preprocessor
     from trt_pose_td.types import Frame
 
     img = np.zeros((480, 640, 3), np.uint8)

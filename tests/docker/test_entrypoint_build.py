@@ -88,7 +88,7 @@ def box(tmp_path) -> Box:
 def runtime_engines(serve_argv: List[str]) -> List[Path]:
     """The engines `serve` loads with these arguments (its own resolution and plan)."""
     from trt_pose_td.cli import serve
-    from trt_pose_td.plan import resolve
+    from trt_pose_td.pipelines.plan import resolve
 
     parser = argparse.ArgumentParser()
     serve.add_parser(parser.add_subparsers())

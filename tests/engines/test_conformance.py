@@ -116,3 +116,60 @@ def test_missing_and_corrupt_model_files(tmp_path):
     bad.write_bytes(b"\x00garbage" * 50)
     with pytest.raises(EngineError, match="cannot load ONNX model"):
         load_engine(bad)
+
+
+class _Doubling(Engine):
+    """A backend with only ``_infer`` and ``closed``: what the base's ``infer`` adds."""
+
+    source = "doubling"
+
+    def __init__(self) -> None:
+        from trt_pose_td.engines import TensorSpec
+
+        self.runs = 0
+        self.shut = False
+        self._spec = TensorSpec("x", (-1, 3), np.dtype(np.float32))
+
+    @property
+    def inputs(self):
+        return {"x": self._spec}
+
+    @property
+    def outputs(self):
+        return {"y": self._spec}
+
+    @property
+    def closed(self) -> bool:
+        return self.shut
+
+    def _infer(self, feeds):
+        self.runs += 1
+        return {"y": feeds["x"] * 2}
+
+    def close(self) -> None:
+        self.shut = True
+
+
+def test_the_base_checks_state_and_feeds_before_the_backend_runs():
+    """The template method: ``Engine.infer`` refuses wrong feeds and a closed engine with the
+    conformance suite's messages, and only checked feeds reach the backend's ``_infer``."""
+    e = _Doubling()
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(e.infer({"x": x})["y"], x * 2)
+    for feeds, message in (({"z": x}, r"inputs \['x'\] expected, got \['z'\]"),
+                           ({"x": x.astype(np.float64)}, "input x wants float32"),
+                           ({"x": np.zeros((2, 4), np.float32)}, r"wants float32 \[-1, 3\]")):
+        with pytest.raises(EngineError, match=message):
+            e.infer(feeds)
+    e.close()
+    with pytest.raises(EngineError, match="doubling: engine is closed"):
+        e.infer({"x": x})
+    assert e.runs == 1
+
+
+def test_an_engine_without_a_run_says_what_to_implement():
+    class Nothing(_Doubling):
+        _infer = Engine._infer
+
+    with pytest.raises(NotImplementedError, match="Nothing must implement _infer"):
+        Nothing().infer({"x": np.zeros((1, 3), np.float32)})

@@ -1,6 +1,6 @@
 """A host-memory stand-in for the GPU runtime, so the GPU pipeline's orchestration runs in CI.
 
-THIS IS A TEST DOUBLE, NOT A GPU. It runs the real :class:`trt_pose_td.gpu_pipeline.GpuPipeline`
+THIS IS A TEST DOUBLE, NOT A GPU. It runs the real :class:`trt_pose_td.pipelines.gpu.GpuPipeline`
 code (its buffers, pointer offsets, chunking at the engine profile's max batch, streams and events
 as the only ordering, the two-slot overlap of ``stream``, zero-copy vs pinned upload) against:
 
@@ -57,8 +57,8 @@ def gpu_pipeline(detector: Any, pose: Any, plan: Any, pose_batch: int = 4,
     ``pose_spec``: another keypoint model's spec), the engines' profile max batches are
     ``det_batch`` and ``pose_batch``; ``params``: detector thresholds (default: the plan's);
     ``flip`` / ``recrop``: the keypoint stage's test-time flip and pose-guided re-crop."""
-    from trt_pose_td.gpu_pipeline import GpuPipeline
-    from trt_pose_td.stages import Detector, PoseEstimator
+    from trt_pose_td.pipelines.gpu import GpuPipeline
+    from trt_pose_td.pipelines.stages import Detector, PoseEstimator
 
     pose_spec = pose_spec or plan.pose
     device = Device(0, integrated=integrated)

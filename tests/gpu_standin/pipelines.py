@@ -1,11 +1,11 @@
 """What the stand-in pipeline tests share: the default packaged models on ONNX Runtime, the
-reference (:class:`~trt_pose_td.pipeline.CpuPipeline` with the GPU crop kernel's twin sampling on
-the SAME sessions, keypoint chunks of the same size), a stand-in ``GpuPipeline`` that must have
-released everything when it closes, and the comparison at the documented tolerance.
+reference (:class:`~trt_pose_td.pipelines.cpu.CpuPipeline` with the GPU crop kernel's twin
+sampling on the SAME sessions, keypoint chunks of the same size), a stand-in ``GpuPipeline`` that
+must have released everything when it closes, and the comparison at the documented tolerance.
 
 Tolerance: keypoints 1e-3 px, scores 1e-5. Both sides run the same float32 arithmetic on the same
-ONNX Runtime calls, so the only licensed difference is DARK's float64 blur (numpy matmul on the
-CPU, a sequential sum in the twin) rounding to float32: ~1e-5 px. Any orchestration bug (wrong
+ONNX Runtime calls (DARK included: the CPU decoder and the twin call one DARK step), so what is
+left is the host's mapping of crop keypoints back to the frame; any orchestration bug (wrong
 crop, chunk, person or frame; a read before its write) moves keypoints by pixels.
 """
 
@@ -28,7 +28,7 @@ def load_models(pose_batch: int) -> Models:
     """(plan, detector session, keypoint session): the default packaged pair (no mirror)."""
     from trt_pose_td.config import PipelineConfig
     from trt_pose_td.engines.onnxruntime import OrtEngine
-    from trt_pose_td.plan import resolve
+    from trt_pose_td.pipelines.plan import resolve
 
     plan = resolve(PipelineConfig(preprocessor="twin", max_batch=pose_batch), progress=False)
     return plan, OrtEngine(plan.detector_file), OrtEngine(plan.pose_file)
@@ -65,8 +65,8 @@ def cpu_reference(models: Models, pose_batch: int, flip: bool = False, recrop: b
                   params: Any = None) -> Any:
     """The CPU pipeline with twin sampling on the same sessions (not closed: they are borrowed)."""
     from trt_pose_td.cuda.twins import TwinPreprocessor
-    from trt_pose_td.pipeline import CpuPipeline
-    from trt_pose_td.stages import Detector, PoseEstimator
+    from trt_pose_td.pipelines.cpu import CpuPipeline
+    from trt_pose_td.pipelines.stages import Detector, PoseEstimator
 
     plan, det, pose = models
     return CpuPipeline(Detector(det, plan.detector, params or plan.params, TwinPreprocessor()),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trt_pose_td import track_bench as tb
+from trt_pose_td.benchmarks import tracking as tb
 from trt_pose_td.tracking import TrackerConfig
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trt_pose_td import track_bench as tb
+from trt_pose_td.benchmarks import tracking as tb
 from trt_pose_td.types import Poses
 
 from .world import Person

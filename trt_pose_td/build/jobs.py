@@ -54,13 +54,13 @@ def pipeline_build_options(cfg: PipelineConfig, **build: Any) -> BuildOptions:
     exactly the files, sizes and precision ``serve`` will load.
 
     From the config: the models (and their ``*_like``), ``det_size``, precision (unset: fp16) and
-    ``int8_mode`` (unset: qdq) as the runtime's :func:`~trt_pose_td.plan.resolve` decides them,
+    ``int8_mode`` (unset: qdq) as the runtime's :func:`~..pipelines.plan.resolve` decides them,
     ``engine_dir`` (the output folder), ``max_batch`` (the keypoint profile reaches at least it:
     the default 1,8,32 unless it is larger). ``build``: the build-only fields (workspace,
     calibration set, profiles, skip_existing, ...); one the config decides is a
     :class:`ConfigError`. ``flip`` / ``recrop`` need nothing more of the engines (more runs).
     """
-    from ..plan import resolve
+    from ..pipelines.plan import resolve
 
     plan = resolve(replace(cfg, backend="tensorrt"), progress=False)
     fields: Dict[str, Any] = {
@@ -87,7 +87,7 @@ def output_dir(opts: BuildOptions) -> Path:
 
 def job_spec(opts: BuildOptions, role: str) -> ModelSpec:
     """The registry spec (or a spec for an ONNX path) of ``role``, input size applied."""
-    from ..plan import int8_model, resolve_spec
+    from ..pipelines.plan import int8_model, resolve_spec
 
     if role == "detector":
         detector, like = opts.detector, opts.detector_like

@@ -90,7 +90,7 @@ class ParserGate:
 def _fix(report: ModelReport, nodes: Sequence[str], table: ParserTable) -> str:
     """What to do instead: the registry's twin without those nodes, a TensorRT version whose
     table accepts them, and the way to skip the check."""
-    from ..quantize.recipes import int8_source
+    from ..int8_recipes import int8_source
 
     hints = []
     twin = int8_source(report.name)

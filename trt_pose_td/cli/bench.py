@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, List, cast
+from typing import TYPE_CHECKING, Any, List, cast
 
-from .. import bench
 from ..api import open_pipeline
+from ..benchmarks import crowd as bench
 from ..config import PipelineConfig
 from ..errors import ConfigError
 from ..io.paths import check_output_file
@@ -21,6 +21,9 @@ from .common import (
     parse_int_list,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from ..pipelines.base import StagedPipeline
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -129,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
 def run_gpu(args: argparse.Namespace, cfg: PipelineConfig, pipeline: Any, frames: list,
             paths: list) -> int:
-    """``--backend tensorrt``: the GPU pipeline's tables (see :mod:`trt_pose_td.gpu_bench`)."""
-    from .. import gpu_bench
+    """``--backend tensorrt``: the GPU pipeline's tables (see :mod:`trt_pose_td.benchmarks.gpu`)."""
+    from ..benchmarks import gpu as gpu_bench
 
     whole = gpu_bench.bench_frames(pipeline, frames, args.repeat, args.quiet)
     crowd = max(frames, key=lambda f: len(pipeline(f).poses))
@@ -159,8 +162,8 @@ def run_gpu(args: argparse.Namespace, cfg: PipelineConfig, pipeline: Any, frames
 
 def run_tracking(args: argparse.Namespace, ks: List[int]) -> int:
     """``--video``: the tracking bench (table, JSON, PNG) for every K of ``ks``."""
-    from .. import track_bench
     from ..assets import mirror_dir, vtest_path
+    from ..benchmarks import tracking as track_bench
     from ..io.sources import VideoSource
 
     for path in (args.json, args.plot):
@@ -180,7 +183,8 @@ def run_tracking(args: argparse.Namespace, ks: List[int]) -> int:
         if mot is not None and mot.is_dir() else []
     cfg = config_from_args(args)
     with open_pipeline(cfg, progress=not args.quiet) as pipeline:
-        report = track_bench.tracking_report(pipeline, frames, ks, fps,
+        staged = cast("StagedPipeline", pipeline)  # no tracking asked (run): not wrapped
+        report = track_bench.tracking_report(staged, frames, ks, fps,
                                              min(50, len(frames)), mot_dirs)
     report.update(video=video, config=cfg.as_dict(), machine=bench.machine_info())
     print(f"{len(frames)} frames of {Path(video).name} at {fps:g} fps; {cfg.backend}, "

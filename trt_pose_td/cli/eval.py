@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, cast
 
 from ..assets import path_or_mirror
+from ..benchmarks.evaluate import INSTANCE_SCORES, EvalOptions
 from ..errors import ConfigError
-from ..evaluate import INSTANCE_SCORES, EvalOptions
 from ..io.paths import check_output_dir
 from .common import (
     add_pipeline_args,
@@ -126,7 +126,7 @@ def keypoint_batch(pipeline: Any, limit: Optional[int]) -> int:
 def gate(summary: Dict[str, Any], args: argparse.Namespace, baseline: Dict[str, Any]
          ) -> Tuple[bool, List[str]]:
     """The --compare verdict, also recorded in ``summary["gate"]``."""
-    from ..evaluate import compare
+    from ..benchmarks.evaluate import compare
 
     metrics = [m.strip() for m in args.compare_metrics.split(",") if m.strip()]
     ok, lines = compare(summary, baseline, args.max_drop, metrics)
@@ -137,7 +137,7 @@ def gate(summary: Dict[str, Any], args: argparse.Namespace, baseline: Dict[str, 
 
 def run(args: argparse.Namespace) -> int:
     from ..api import open_pipeline
-    from ..evaluate import evaluate, load_coco, read_summary, summary_doc, write_outputs
+    from ..benchmarks.evaluate import evaluate, load_coco, read_summary, summary_doc, write_outputs
     from ..types import summarize_times
 
     cfg = config_from_args(args)

@@ -245,7 +245,7 @@ class CudaPreprocessor:
     """The warp kernel as a host-in / host-out :class:`~trt_pose_td.preprocess.Preprocessor`.
 
     Buffers grow to the largest request and are reused; one private stream. For the pipeline's
-    zero-copy path see :mod:`trt_pose_td.gpu_pipeline`.
+    zero-copy path see :mod:`trt_pose_td.pipelines.gpu`.
     """
 
     def __init__(self, kernels: Kernels, dtype: object = np.float32) -> None:

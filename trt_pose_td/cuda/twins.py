@@ -2,7 +2,9 @@
 
 The GPU tests compare each kernel with its twin (fresh random inputs, output poisoned first);
 CI compares each twin with the CPU path (:mod:`trt_pose_td.preprocess` with cv2,
-:mod:`trt_pose_td.decode`). :class:`TwinPreprocessor` makes the warp twin a CPU
+:mod:`trt_pose_td.decode`). DARK is not written twice: the twin calls the one DARK step
+(:func:`trt_pose_td.refine.dark_offsets`, the decoder's too), which follows the kernel's order of
+operations. :class:`TwinPreprocessor` makes the warp twin a CPU
 :class:`~trt_pose_td.preprocess.Preprocessor` (``--preprocessor twin``), so accuracy can be
 measured with the GPU's sampling on a machine without a GPU.
 
@@ -17,8 +19,8 @@ from typing import Callable, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from ..decode import REFINEMENTS, dark_kernel_size, gaussian_kernel_1d
 from ..geometry import invert_affines, to_cv2_affine
+from ..refine import REFINEMENTS, dark_kernel_size, dark_offsets, gaussian_kernel_1d
 
 Size = Tuple[int, int]
 
@@ -237,43 +239,6 @@ def _quarter_twin(maps: np.ndarray, px: np.ndarray, py: np.ndarray, w: int, h: i
     return np.where(ok[:, None], off, np.float32(0)).astype(np.float32)
 
 
-def _dark_twin(maps: np.ndarray, px: np.ndarray, py: np.ndarray, w: int, h: int, kernel: int,
-               gauss: np.ndarray) -> np.ndarray:
-    """``dark_offset`` in decode.cu: sequential float64 sums, log, Newton step -> (M, 2) float32."""
-    r = kernel // 2
-    size = 5 + 2 * r
-    padded = np.pad(maps.reshape(-1, h, w), ((0, 0), (r + 2, r + 2), (r + 2, r + 2)))
-    offs = np.arange(size)
-    m = np.arange(len(maps))[:, None, None]
-    patch = padded[m, (py[:, None] + offs)[:, :, None], (px[:, None] + offs)[:, None, :]]
-    patch = patch.astype(np.float64)                                   # (M, size, size)
-    rows = np.zeros((len(maps), size, 5))
-    for i in range(kernel):
-        rows = rows + patch[:, :, i:i + 5] * gauss[i]
-    blurred = np.zeros((len(maps), 5, 5))
-    for i in range(kernel):
-        blurred = blurred + rows[:, i:i + 5, :] * gauss[i]
-    lg = np.log(np.maximum(blurred, 1e-10))
-
-    def at(dy: int, dx: int) -> np.ndarray:
-        return lg[:, 2 + dy, 2 + dx]
-
-    c = at(0, 0)
-    dx = 0.5 * (at(0, 1) - at(0, -1))
-    dy = 0.5 * (at(1, 0) - at(-1, 0))
-    dxx = 0.25 * (at(0, 2) - 2.0 * c + at(0, -2))
-    dyy = 0.25 * (at(2, 0) - 2.0 * c + at(-2, 0))
-    dxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
-    det = dxx * dyy - dxy * dxy
-    ok = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2) & (det != 0)
-    safe = np.where(det != 0, det, 1.0)
-    offx = -(dyy * dx - dxy * dy) / safe
-    offy = -(-dxy * dx + dxx * dy) / safe
-    ok &= (np.abs(offx) < 1.0) & (np.abs(offy) < 1.0)
-    off = np.stack([offx, offy], 1).astype(np.float32)
-    return np.where(ok[:, None], off, np.float32(0))
-
-
 def decode_heatmaps_twin(heatmaps: np.ndarray, input_size: Size, refine: str = "dark",
                          cell_offset: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
     """Twin of ``decode_heatmaps`` (kernels/decode.cu).
@@ -283,14 +248,14 @@ def decode_heatmaps_twin(heatmaps: np.ndarray, input_size: Size, refine: str = "
     """
     hm = np.ascontiguousarray(heatmaps, np.float32)
     n, k, h, w = hm.shape
-    sx, sy, kernel, gauss = heatmap_params(input_size, h, w, refine)
+    sx, sy, kernel, _ = heatmap_params(input_size, h, w, refine)
     maps = hm.reshape(n * k, h * w)
     idx, best = _argmax(maps)
     px, py = idx % w, idx // w
     if refine == "quarter":
         off = _quarter_twin(maps, px, py, w, h)
-    elif refine == "dark":
-        off = _dark_twin(maps, px, py, w, h, kernel, gauss)
+    elif refine == "dark":  # the one DARK step, decode.cu's arithmetic (see its docstring)
+        off = dark_offsets(hm.reshape(n * k, h, w), px, py, kernel)
     else:
         off = np.zeros((n * k, 2), np.float32)
     co = np.float32(cell_offset)

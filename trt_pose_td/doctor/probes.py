@@ -155,7 +155,7 @@ def probe_engines(facts: Facts, cfg: PipelineConfig) -> None:
     TensorRT and the GPU are known), and whether the pipeline's own two engines exist."""
     from ..engine_meta import mismatch_reasons, read_metadata
     from ..errors import TrtPoseError
-    from ..plan import engine_dir, engine_path, model_specs
+    from ..pipelines.plan import engine_dir, engine_path, model_specs
 
     folder = engine_dir(cfg)
     facts.engine_dir = str(folder)

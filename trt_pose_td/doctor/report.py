@@ -31,7 +31,7 @@ class Check:
 @dataclass(frozen=True)
 class Report:
     """Every check, the backend asked for and the one the pipeline would take (``auto``
-    decided as :func:`trt_pose_td.plan.resolve_backend` decides it), and what stops it."""
+    decided as :func:`trt_pose_td.pipelines.plan.resolve_backend` decides it), and what stops it."""
 
     checks: List[Check]
     requested: str
@@ -49,7 +49,7 @@ class Report:
 
 def choose_backend(requested: str, checks: Sequence[Check]) -> str:
     """``auto`` -> tensorrt when TensorRT imports, a GPU answers and the pipeline's engines exist
-    (the rule of :func:`trt_pose_td.plan.tensorrt_unavailable`), else onnxruntime."""
+    (the rule of :func:`trt_pose_td.pipelines.plan.tensorrt_unavailable`), else onnxruntime."""
     if requested != "auto":
         return requested
     by_name = {c.name: c for c in checks}

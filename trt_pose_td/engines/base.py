@@ -1,4 +1,10 @@
-"""The Engine seam: named inputs/outputs, ``infer(feeds) -> outputs``, ``close()`` (pure)."""
+"""The Engine seam: named inputs/outputs, ``infer(feeds) -> outputs``, ``close()`` (pure).
+
+A template method, as Polygraphy's runners do it: :meth:`Engine.infer` checks the engine is open
+and the feeds are exactly its inputs (names, dtypes, shapes), then calls the backend's
+:meth:`Engine._infer`. A backend implements ``_infer`` and :attr:`Engine.closed`; no backend
+repeats those checks, and every backend refuses the same feeds with the same message.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +32,11 @@ class TensorSpec:
 
 
 class Engine(abc.ABC):
-    """One loaded network. Owns its resources: call :meth:`close` or use ``with``."""
+    """One loaded network. Owns its resources: call :meth:`close` or use ``with``.
+
+    Backends implement :meth:`_infer` (the run itself, on feeds already checked) and
+    :attr:`closed`; :meth:`infer` is the same for all of them.
+    """
 
     #: Path or description of what was loaded (for messages).
     source: str = ""
@@ -45,9 +55,23 @@ class Engine(abc.ABC):
         first = next(iter(self.inputs.values()))
         return 0 if first.shape[0] < 0 else int(first.shape[0])
 
-    @abc.abstractmethod
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran: nothing can run any more."""
+        return False
+
     def infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Run once. ``feeds`` maps every input name to an array of its dtype and shape."""
+        """Run once: outputs by name. ``feeds`` maps every input name to an array of its dtype
+        and shape; :class:`EngineError` (one line, what was expected and what came) for a closed
+        engine or feeds that do not match :attr:`inputs`, before the backend sees them."""
+        self.check_open()
+        self.check_feeds(feeds)
+        return self._infer(feeds)
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """The backend's run on checked feeds (the engine is open, the feeds are its inputs)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _infer (its run on "
+                                  "checked feeds), or override infer")
 
     def close(self) -> None:  # noqa: B027 - engines without resources need not override it
         """Release the engine's resources (idempotent)."""
@@ -57,6 +81,11 @@ class Engine(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def check_open(self) -> None:
+        """Raise :class:`EngineError` when the engine is :attr:`closed`."""
+        if self.closed:
+            raise EngineError(f"{self.source}: engine is closed")
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
         """Raise :class:`EngineError` unless ``feeds`` match :attr:`inputs` exactly."""

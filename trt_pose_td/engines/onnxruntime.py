@@ -66,10 +66,11 @@ class OrtEngine(Engine):
     def outputs(self) -> Dict[str, TensorSpec]:
         return self._outputs
 
-    def infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        if self._session is None:
-            raise EngineError(f"{self.source}: engine is closed")
-        self.check_feeds(feeds)
+    @property
+    def closed(self) -> bool:
+        return getattr(self, "_session", None) is None  # None also when it never opened
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         try:
             values = self._session.run(self._names, dict(feeds))
         except Exception as exc:

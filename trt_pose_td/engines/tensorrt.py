@@ -34,6 +34,8 @@ from .trt_profiles import ProfileSet, Range, Shape, as_shape, size_mismatch, vol
 if TYPE_CHECKING:
     import tensorrt as trt
 
+    from ..cuda.driver import Device, Stream
+
 log = logging.getLogger(__name__)
 
 
@@ -87,7 +89,7 @@ class TrtEngine(Engine):
     (:meth:`check_input_size`). Device buffers are sized once for the largest profile.
     """
 
-    def __init__(self, path: Union[str, Path], device: Any = None,
+    def __init__(self, path: Union[str, Path], device: Optional[Device] = None,
                  onnx_sha256: Optional[str] = None, spec: Optional[ModelSpec] = None) -> None:
         self.source = str(path)
         self._closed = False
@@ -208,7 +210,7 @@ class TrtEngine(Engine):
         log.info("%s: %s -> %s, profiles %s", self.source, list(self._inputs),
                  list(self._outputs), self._profiles.describe())
 
-    def _use_profile(self, index: int, stream: Any) -> None:
+    def _use_profile(self, index: int, stream: Stream) -> None:
         """Switch the context to optimisation profile ``index`` (in ``stream`` order)."""
         if index == self._active:
             return
@@ -235,9 +237,9 @@ class TrtEngine(Engine):
             raise EngineError(f"{self.source}: engine is closed")
         return self._context
 
-    def _live(self) -> None:
-        if self._closed or self._context is None:
-            raise EngineError(f"{self.source}: engine is closed")
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._context is None
 
     # ---------------------------------------------------------------------------------------
     @property
@@ -295,7 +297,7 @@ class TrtEngine(Engine):
         return int(self._allocator.buffers[name].nbytes) if self._allocator is not None and \
             name in self._allocator.buffers else 0
 
-    def infer_device(self, shapes: Mapping[str, Sequence[int]], stream: Any,
+    def infer_device(self, shapes: Mapping[str, Sequence[int]], stream: Stream,
                      addresses: Optional[Mapping[str, int]] = None) -> Dict[str, Shape]:
         """Enqueue one run on ``stream`` (a :class:`~trt_pose_td.cuda.driver.Stream`).
 
@@ -303,7 +305,7 @@ class TrtEngine(Engine):
         addresses: device pointers to use instead of the engine's own buffers (e.g. a slice of a
         crop batch). Inputs must be in place in stream order. Returns every output's shape.
         """
-        self._live()
+        self.check_open()
         if set(shapes) != set(self._inputs):
             raise EngineError(f"{self.source}: shapes for inputs {sorted(self._inputs)} "
                               f"expected, got {sorted(shapes)}")
@@ -338,7 +340,7 @@ class TrtEngine(Engine):
             host = self._hosts[name] = PinnedBuffer(max(nbytes, 256))
         return host
 
-    def fetch_outputs(self, stream: Any, shapes: Mapping[str, Sequence[int]]
+    def fetch_outputs(self, stream: Stream, shapes: Mapping[str, Sequence[int]]
                       ) -> Dict[str, np.ndarray]:
         """Enqueue device -> pinned host copies of the outputs ``shapes`` names; the returned
         views are valid once ``stream`` has synchronized (and until the next fetch)."""
@@ -352,10 +354,8 @@ class TrtEngine(Engine):
             views[name] = view
         return views
 
-    def infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Host numpy in, host numpy out (copies through pinned buffers, one private stream)."""
-        self._live()
-        self.check_feeds(feeds)
         arrays = {name: np.ascontiguousarray(value) for name, value in feeds.items()}
         shapes = {name: arr.shape for name, arr in arrays.items()}
         self._profiles.select(shapes)  # refuse before staging anything
@@ -391,7 +391,7 @@ class TrtEngine(Engine):
                 self._device.close()
 
 
-def _download(view: np.ndarray, src_ptr: int, stream: Any) -> None:
+def _download(view: np.ndarray, src_ptr: int, stream: Stream) -> None:
     from ..cuda.driver import check, driver_api
 
     check(*driver_api().cuMemcpyDtoHAsync(int(view.ctypes.data), int(src_ptr), view.nbytes,

@@ -5,12 +5,13 @@
 ``rtsp://...``         RTSP stream through FFmpeg, low-latency options (TCP, no buffering)
 ``http(s)://...``      MJPEG or other stream FFmpeg reads (IP cameras)
 
-A :class:`CaptureSource` keeps only the newest frame: when inference is slower than the camera the
-older frame is replaced and counted in ``drops``. ``read(timeout)`` returns None on a timeout and
-:attr:`CaptureSource.ended` says end-of-stream, so the two are never confused. A lost source
-(unplugged camera, dropped RTSP connection, read timeout) is re-opened with exponential backoff;
-``reconnects`` counts the attempts. Files, folders and globs stay in :mod:`.sources`;
-:class:`FileFeed` gives them the same ``read`` / ``stats`` interface for the service.
+A :class:`CaptureSource` keeps only the newest frame (:class:`~.newest.NewestFrame`): when
+inference is slower than the camera the older frame is replaced and counted in ``drops``.
+``read(timeout)`` returns None on a timeout and :attr:`CaptureSource.ended` says end-of-stream,
+so the two are never confused. A lost source (unplugged camera, dropped RTSP connection, read
+timeout) is re-opened with exponential backoff; ``reconnects`` counts the attempts. Files, folders
+and globs stay in :mod:`.sources`; :class:`FileFeed` gives them the same ``read`` / ``stats``
+interface for the service.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from ..errors import SourceError
 from ..types import Frame
 from .base import Source
+from .newest import NewestFrame
 from .uri import redact
 
 log = logging.getLogger(__name__)
@@ -203,11 +205,11 @@ class CaptureSource(Source):
         super().__init__()
         self.uri, self.options, self.fps = redact(uri), options, (options.fps or None)
         self._connect = connect
-        self._cond = threading.Condition()
-        self._slot: Optional[Frame] = None
+        self._lock = threading.Lock()  # the counters and state below; frames: self._newest
+        self._newest = NewestFrame()
         self._stop = threading.Event()
-        self._state, self._done = "connecting", False
-        self._frames = self._drops = self._reconnects = self._failures = 0
+        self._state = "connecting"
+        self._frames = self._reconnects = self._failures = 0
         self._last_error, self._last_frame_at = "", 0.0
         self._thread = threading.Thread(target=self._run, name=f"capture {self.uri}",
                                         daemon=True)
@@ -217,21 +219,17 @@ class CaptureSource(Source):
     def read(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """The newest frame not read yet, or None when none arrives within ``timeout`` seconds
         (or the stream ended: check :attr:`ended`)."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._slot is not None or self._done, timeout)
-            frame, self._slot = self._slot, None
-            return frame
+        return self._newest.take(timeout)
 
     @property
     def ended(self) -> bool:
         """True once the stream ended (or retries ran out) and every frame was read."""
-        with self._cond:
-            return self._done and self._slot is None
+        return self._newest.ended
 
     def stats(self) -> CaptureStats:
-        with self._cond:
+        with self._lock:
             age = time.monotonic() - self._last_frame_at if self._frames else None
-            return CaptureStats(self._state, self._frames, self._drops, self._reconnects,
+            return CaptureStats(self._state, self._frames, self._newest.drops, self._reconnects,
                                 self._failures, self._last_error, age)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -245,26 +243,21 @@ class CaptureSource(Source):
     def close(self) -> None:
         """Stop the capture thread (waits up to the read timeout for a blocked read)."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
         self._thread.join(timeout=self.options.timeout_s + 1.0)
 
     # -- capture thread -----------------------------------------------------------------------
     def _set(self, **fields: Any) -> None:
-        with self._cond:
+        with self._lock:
             for name, value in fields.items():
                 setattr(self, "_" + name, value)
-            self._cond.notify_all()
 
     def _publish(self, image: np.ndarray) -> None:
-        with self._cond:
-            if self._slot is not None:
-                self._drops += 1
-            self._slot = Frame(image, self._frames, time.time(), self.uri)
+        with self._lock:
+            frame = Frame(image, self._frames, time.time(), self.uri)
             self._frames += 1
             self._last_frame_at = time.monotonic()
             self._state = "streaming"
-            self._cond.notify_all()
+        self._newest.put(frame)
 
     def _run(self) -> None:
         failures = 0  # consecutive attempts without a frame
@@ -288,7 +281,8 @@ class CaptureSource(Source):
             log.warning("%s: %s; reconnecting in %.1f s (attempt %d)", self.uri,
                         self._last_error, delay, self._reconnects + 1)
             self._stop.wait(delay)
-        self._set(state="ended", done=True)
+        self._set(state="ended")
+        self._newest.finish()
 
     def _stream_once(self) -> bool:
         """Open and read until the source fails; True when at least one frame arrived."""

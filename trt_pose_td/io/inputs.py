@@ -6,13 +6,17 @@ arrays."""
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Iterator, Union
+from typing import Iterable, Iterator, Union
 
 import numpy as np
 
 from ..types import Frame
 
+#: One frame: a Frame, an (H, W, 3) uint8 BGR array or an image path.
 ImageLike = Union[Frame, np.ndarray, str, "os.PathLike[str]"]
+#: A sequence of frames: a path or URI (image, folder, glob, video, camera), a
+#: :class:`~.base.Source`, or an iterable of frames / arrays / image paths (one frame also does).
+FramesLike = Union[str, "os.PathLike[str]", Frame, np.ndarray, Iterable[ImageLike]]
 
 
 def as_frame(image: ImageLike, index: int = 0) -> Frame:
@@ -31,7 +35,7 @@ def as_frame(image: ImageLike, index: int = 0) -> Frame:
                     f"{type(image).__name__}")
 
 
-def as_frames(source: Any) -> Iterator[Frame]:
+def as_frames(source: FramesLike) -> Iterator[Frame]:
     """Frames of ``source``: a path / URI string (image, folder, glob, video, camera), or an
     iterable of frames, arrays or image paths (numbered in order)."""
     if isinstance(source, (str, os.PathLike)):
@@ -55,6 +59,6 @@ def as_frames(source: Any) -> Iterator[Frame]:
     if isinstance(source, (np.ndarray, Frame)):
         yield as_frame(source)
         return
-    items: Iterable[Any] = source
+    items: Iterable[ImageLike] = source
     for i, item in enumerate(items):
         yield as_frame(item, i)

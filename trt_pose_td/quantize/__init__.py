@@ -19,7 +19,8 @@ Files: ``<cache>/quantized/<model>.int8-<method>.onnx`` (:func:`quantized_path`)
 nodes kept in float, so a builder can put them into the engine's provenance.
 
 This package's public API is what this module exports; the modules by concern behind it:
-:mod:`.recipes` (per-model method and kept-float Convs, file names, :func:`int8_config`),
+:mod:`trt_pose_td.int8_recipes` (per-model method and kept-float Convs, file names,
+:func:`int8_config`: a pure module below the pipeline's plan, which needs them too),
 :mod:`.quantizer` (writing a Q/DQ file), :mod:`.graph` (the one producer walk: which Q/DQ pair
 feeds a tensor, bypassing pairs, the summary), :mod:`.simulate` (running models on ONNX
 Runtime), :mod:`.mse` (scale refinement) and :mod:`.sensitivity` (which Convs to keep float).
@@ -27,9 +28,7 @@ Runtime), :mod:`.mse` (scale refinement) and :mod:`.sensitivity` (which Convs to
 
 from __future__ import annotations
 
-from .graph import FIRST_CONV, LAST_CONV, qdq_summary, resolve_excludes
-from .quantizer import prepared_float_model, quantize_model, quantize_registry_model
-from .recipes import (
+from ..int8_recipes import (
     DEFAULT_EXCLUDES,
     DEFAULT_METHOD,
     DEFAULT_METHODS,
@@ -40,6 +39,8 @@ from .recipes import (
     int8_source,
     quantized_path,
 )
+from .graph import FIRST_CONV, LAST_CONV, qdq_summary, resolve_excludes
+from .quantizer import prepared_float_model, quantize_model, quantize_registry_model
 from .sensitivity import conv_sensitivity, pick_float_convs
 
 __all__ = [

@@ -4,7 +4,7 @@
 unique node names), calibrates activation ranges on the given tensors, keeps Q/DQ in front of the
 weighted layers only, optionally refines the ranges (``mse``, :mod:`.mse`) and records the
 provenance in the file's ``metadata_props``. :func:`quantize_registry_model` does the same for a
-registry model with its measured recipe (:mod:`.recipes`).
+registry model with its measured recipe (:mod:`trt_pose_td.int8_recipes`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ import numpy as np
 from ..assets import model_path, sha256_file
 from ..calibration import batches, load_or_make
 from ..errors import CalibrationError, ConfigError, require
-from ..models import ModelSpec, get_spec
-from .graph import opset, resolve_excludes, unquantize_other_consumers
-from .mse import conv_inputs, refine_scales
-from .recipes import (
+from ..int8_recipes import (
     DEFAULT_EXCLUDES,
     DEFAULT_METHOD,
     METHODS,
@@ -32,6 +29,9 @@ from .recipes import (
     int8_source,
     quantized_path,
 )
+from ..models import ModelSpec, get_spec
+from .graph import opset, resolve_excludes, unquantize_other_consumers
+from .mse import conv_inputs, refine_scales
 from .simulate import float_values
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import ConfigError
+from ..io.newest import NewestFrame
 from ..types import Frame
 
 log = logging.getLogger(__name__)
@@ -87,50 +88,38 @@ class Prefetch:
 
     def __init__(self, feed: Any, name: str) -> None:
         self.feed, self.uri = feed, getattr(feed, "uri", name)
-        self._cond = threading.Condition()
-        self._slot: Optional[Frame] = None
-        self._done = self._stop = False
+        self._newest = NewestFrame()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"prefetch {name}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            while True:
+            while not self._stop.is_set():
                 frame = self.feed.read(timeout=1.0)
-                with self._cond:
-                    if frame is None and self.feed.ended or self._stop:
-                        break
-                    if frame is None:
-                        continue
-                    self._slot = frame
-                    self._cond.notify_all()
-                    self._cond.wait_for(lambda: self._slot is None or self._stop)
+                if frame is None and self.feed.ended or self._stop.is_set():
+                    break
+                if frame is not None:
+                    self._newest.put(frame)
+                    self._newest.wait_taken(self._stop.is_set)
         except Exception:  # a reader bug ends this camera, not the service
             log.exception("%s: reading failed; this camera stops", self.uri)
         finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
+            self._newest.finish()
 
     def read(self, timeout: Optional[float] = None) -> Optional[Frame]:
-        with self._cond:
-            self._cond.wait_for(lambda: self._slot is not None or self._done, timeout)
-            frame, self._slot = self._slot, None
-            self._cond.notify_all()
-            return frame
+        return self._newest.take(timeout)
 
     @property
     def ended(self) -> bool:
-        with self._cond:
-            return self._done and self._slot is None
+        return self._newest.ended
 
     def stats(self) -> Any:
         return self.feed.stats()
 
     def close(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
+        self._stop.set()
+        self._newest.wake()
         self._thread.join(timeout=2.0)
         self.feed.close()
 

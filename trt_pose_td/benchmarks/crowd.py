@@ -14,11 +14,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .io.sources import read_image
-from .pipeline import CpuPipeline
-from .progress import progress_bar
-from .stages import PoseEstimator
-from .types import Detections, Frame, StageTimes, summarize_times
+from ..io.sources import read_image
+from ..pipelines.cpu import CpuPipeline
+from ..pipelines.stages import PoseEstimator
+from ..progress import progress_bar
+from ..types import Detections, Frame, StageTimes, summarize_times
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,18 @@ smoothed keypoints — with the same ``__call__`` / ``stream`` / ``batch`` proto
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
-from .io.inputs import ImageLike, as_frame, as_frames
-from .tracking import PoseTracker, TrackerConfig
-from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes, given_detections
+from ..io.inputs import FramesLike, ImageLike, as_frame, as_frames
+from ..tracking import PoseTracker, TrackerConfig
+from ..types import Detections, Frame, FrameResult, StageTimes
+from .base import StagedPipeline, per_frame_batch
+
+if TYPE_CHECKING:
+    from .gpu import GpuPipeline
+    from .gpu_memory import FrameSlot
 
 #: ``run(frame, boxes)``: the inner pipeline's result for given boxes (frame pixels).
 KeypointRun = Callable[[Frame, np.ndarray], FrameResult]
@@ -35,7 +40,7 @@ KeypointRun = Callable[[Frame, np.ndarray], FrameResult]
 class TrackedPipeline:
     """``inner`` with a :class:`PoseTracker`. Owns ``inner``: ``close()`` closes it."""
 
-    def __init__(self, inner: Any, config: TrackerConfig = TrackerConfig()) -> None:
+    def __init__(self, inner: StagedPipeline, config: TrackerConfig = TrackerConfig()) -> None:
         self.inner = inner
         self.tracker = PoseTracker(config)
         self._trackers: Dict[str, PoseTracker] = {}  # per camera, for batch()
@@ -82,36 +87,37 @@ class TrackedPipeline:
             return self._associate(self.inner(frame, detections), tracker)
         return self._follow(frame, tracker, lambda f, boxes: self.inner(f, _given(boxes)))
 
-    def stream(self, frames: Any) -> Iterator[FrameResult]:
+    def stream(self, frames: FramesLike) -> Iterator[FrameResult]:
         """Tracked results in frame order (see the module docstring for what overlaps)."""
         if self.tracker.config.det_every == 1:
             for result in self.inner.stream(frames):
                 yield self._associate(result, self.tracker)
-        elif hasattr(self.inner, "submit_frame"):
-            yield from self._overlapped(frames)
+        elif hasattr(self.inner, "submit_frame"):  # the GPU pipeline's four steps
+            yield from self._overlapped(cast("GpuPipeline", self.inner), frames)
         else:
             for frame in as_frames(frames):
                 yield self(frame)
 
-    def _overlapped(self, frames: Any) -> Iterator[FrameResult]:
+    def _overlapped(self, inner: GpuPipeline, frames: FramesLike) -> Iterator[FrameResult]:
         """``stream`` with ``det_every`` > 1 on the GPU pipeline's four steps: frame t+1 goes up
         (with its detection when the schedule's count says so) right after frame t's keypoints
         are enqueued; frame t's result is complete before frame t+1's boxes are chosen. When
         ``frames`` ends or raises, the frame in flight is finished first."""
-        ahead = _Lookahead(self.inner, iter(as_frames(frames)), self.tracker)
+        ahead = _Lookahead(inner, iter(as_frames(frames)), self.tracker)
         try:
             slot = ahead.take()
             while slot is not None:
-                yield self._step_submitted(slot, ahead)
+                yield self._step_submitted(inner, slot, ahead)
                 slot = ahead.take()
         finally:
-            self.inner.cancel()
+            inner.cancel()
         if ahead.error is not None:
             raise ahead.error
 
-    def _step_submitted(self, slot: Any, ahead: _Lookahead) -> FrameResult:
+    def _step_submitted(self, inner: GpuPipeline, slot: FrameSlot, ahead: _Lookahead
+                        ) -> FrameResult:
         """One tracked frame already uploaded into ``slot`` (see :meth:`_overlapped`)."""
-        inner, tracker = self.inner, self.tracker
+        tracker = self.tracker
         if tracker.schedule.due(sum(tr.active for tr in tracker.tracks)):
             job = inner.submit_keypoints(slot, inner.detections(slot))
             ahead.submit()
@@ -171,9 +177,10 @@ class _Lookahead:
     soon as :meth:`submit` is called. A source error is kept in :attr:`error`, to be raised once
     the frame in flight is finished."""
 
-    def __init__(self, inner: Any, source: Iterator[Frame], tracker: PoseTracker) -> None:
+    def __init__(self, inner: GpuPipeline, source: Iterator[Frame], tracker: PoseTracker
+                 ) -> None:
         self.inner, self.source, self.tracker = inner, source, tracker
-        self.slot: Any = None
+        self.slot: Optional[FrameSlot] = None
         self.submitted = False
         self.error: Optional[Exception] = None
 
@@ -190,31 +197,11 @@ class _Lookahead:
             return
         self.slot = self.inner.submit_frame(frame, self.tracker.schedule.next_is_scheduled())
 
-    def take(self) -> Any:
+    def take(self) -> Optional[FrameSlot]:
         """The submitted next frame's slot (None: the source ended or failed)."""
         self.submit()
         slot, self.slot, self.submitted = self.slot, None, False
         return slot
-
-
-def per_frame_batch(call: Callable[[Any, Optional[Detections]], FrameResult],
-                    images: Sequence[Any], detections: Optional[Sequence[Optional[Detections]]],
-                    max_batch: int) -> List[FrameResult]:
-    """``batch(frames)`` as one ``call(image, detections)`` per frame (a tracked pipeline with
-    ``det_every`` > 1: each camera's frame needs that camera's previous one): one detector run
-    and ``ceil(persons / max_batch)`` keypoint runs per frame. Results as
-    :meth:`.pipeline.CpuPipeline.batch` gives them: in order, all sharing one
-    :class:`~.types.BatchInfo` (each frame keeps its own stage times and ``"total"``)."""
-    given = given_detections(detections, len(images))
-    t0 = time.perf_counter()
-    results = [call(image, d) for image, d in zip(images, given)]
-    info = BatchInfo([len(r.poses) for r in results], sum(d is None for d in given))
-    for n in info.persons:
-        info.keypoint_batches += [min(max_batch, n - s) for s in range(0, n, max_batch)]
-    info.ms = (time.perf_counter() - t0) * 1e3
-    for r in results:
-        r.batch = info
-    return results
 
 
 def tracker_config(track: bool, det_every: int, smooth: bool) -> Optional[TrackerConfig]:

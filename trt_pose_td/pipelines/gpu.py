@@ -26,24 +26,27 @@ from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, cast
 
 import numpy as np
 
-from .errors import ConfigError, EngineError, TrtPoseError
+from ..errors import ConfigError, EngineError, TrtPoseError
+from ..io.inputs import FramesLike, ImageLike, as_frame, as_frames
+from ..types import BatchInfo, Detections, Frame, FrameResult, Poses, StageTimes
+from .base import given_detections
 from .gpu_detect import GpuDetector
-from .gpu_keypoints import GpuKeypoints
-from .gpu_slots import FrameSlot, PoseJob, event
-from .io.inputs import ImageLike, as_frame, as_frames
+from .gpu_keypoints import GpuKeypoints, PoseJob
+from .gpu_memory import FrameSlot, event
 from .plan import Plan
 from .stages import Detector, PoseEstimator
-from .types import BatchInfo, Detections, Frame, FrameResult, Poses, StageTimes, given_detections
 
 if TYPE_CHECKING:
-    from .engines.tensorrt import TrtEngine
+    from ..cuda.driver import Device
+    from ..cuda.launchers import Kernels
+    from ..engines.tensorrt import TrtEngine
 
 log = logging.getLogger(__name__)
 
 
 class GpuPipeline:
     """Detector + keypoint TensorRT engines on one GPU; the same protocol as
-    :class:`~.pipeline.CpuPipeline` (``pipeline(frame, detections=None)``, ``stream(frames)``,
+    :class:`~.cpu.CpuPipeline` (``pipeline(frame, detections=None)``, ``stream(frames)``,
     ``batch(frames, detections=None)``).
 
     detector / pose: :class:`Detector` / :class:`PoseEstimator` over
@@ -54,9 +57,9 @@ class GpuPipeline:
 
     backend = "tensorrt"
 
-    def __init__(self, detector: Detector, pose: PoseEstimator, device: Any, kernels: Any,
+    def __init__(self, detector: Detector, pose: PoseEstimator, device: Device, kernels: Kernels,
                  max_persons: int = 100, zero_copy: Optional[bool] = None) -> None:
-        from .cuda.driver import Stream
+        from ..cuda.driver import Stream
 
         self.detector, self.pose = detector, pose
         self.device, self.kernels = device, kernels
@@ -110,10 +113,10 @@ class GpuPipeline:
     @classmethod
     def from_plan(cls, plan: Plan, zero_copy: Optional[bool] = None) -> GpuPipeline:
         """Load the plan's two engines (engine_dir, precision) on GPU 0."""
-        from .cuda.driver import Device
-        from .cuda.launchers import Kernels
-        from .engines.tensorrt import TrtEngine
-        from .trt_api import import_tensorrt
+        from ..cuda.driver import Device
+        from ..cuda.launchers import Kernels
+        from ..engines.tensorrt import TrtEngine
+        from ..trt_api import import_tensorrt
 
         cfg = plan.cfg
         import_tensorrt()
@@ -152,7 +155,7 @@ class GpuPipeline:
     def _upload(self, frame: Frame) -> FrameSlot:
         """A free slot (the pool grows) holding ``frame``: copied into its host staging (grown
         as needed) and, unless zero-copy, uploaded on the detector stream between its events."""
-        from .cuda.driver import DeviceBuffer, MappedBuffer, PinnedBuffer
+        from ..cuda.driver import DeviceBuffer, MappedBuffer, PinnedBuffer
 
         slot = next((s for s in self._slots if not s.busy), None)
         if slot is None:
@@ -257,7 +260,7 @@ class GpuPipeline:
         ``detections[i]`` (boxes in frame i's pixels, or None) replaces the detector for frame
         i. Each result's ``times`` holds that frame's own upload and decode plus its share of
         the shared runs (by persons; detector runs equally); ``"total"`` is the call's wall
-        time; every result's ``batch`` is one :class:`~.types.BatchInfo`."""
+        time; every result's ``batch`` is one :class:`~trt_pose_td.types.BatchInfo`."""
         self._live()
         frames = [as_frame(image) for image in images]
         given = given_detections(detections, len(frames))
@@ -281,7 +284,7 @@ class GpuPipeline:
         info.ms = (time.perf_counter() - t0) * 1e3
         return [self._result(slot, p, info) for slot, p in zip(slots, poses)]
 
-    def stream(self, frames: Any) -> Iterator[FrameResult]:
+    def stream(self, frames: FramesLike) -> Iterator[FrameResult]:
         """Results in frame order, frame t+1's upload + detection (detector stream) overlapping
         frame t's keypoints (keypoint stream). When ``frames`` ends or raises, the frame in
         flight is finished and yielded first (then the error propagates)."""

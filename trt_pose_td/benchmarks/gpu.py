@@ -1,7 +1,7 @@
 """Benchmarks of the GPU pipeline (``trt-pose-td bench --backend tensorrt``).
 
-Per-stage times are CUDA event times (see :mod:`trt_pose_td.gpu_pipeline`); FPS at fixed crowd
-sizes uses a crowd frame's real boxes tiled to each size (:func:`.bench.tile_detections`), so the
+Per-stage times are CUDA event times (see :mod:`trt_pose_td.pipelines.gpu`); FPS at fixed crowd
+sizes uses a crowd frame's real boxes tiled to each size (:func:`.crowd.tile_detections`), so the
 detector still runs on the real frame. The crop kernel's throughput counts the bytes it
 must move: every output element written plus one source byte per output element read (the
 bilinear taps beyond that come from cache). Numbers are measured, never asserted in tests.
@@ -15,11 +15,11 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .bench import machine_info, tile_detections
-from .gpu_pipeline import GpuPipeline
-from .progress import progress_bar
-from .trt_api import detect
-from .types import Frame, StageTimes, summarize_times
+from ..pipelines.gpu import GpuPipeline
+from ..progress import progress_bar
+from ..trt_api import detect
+from ..types import Frame, StageTimes, summarize_times
+from .crowd import machine_info, tile_detections
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def bench_crowd_sizes(pipeline: GpuPipeline, frame: Frame, counts: Sequence[int]
     dets = pipeline(frame).poses
     if len(dets) == 0:
         raise ValueError("the crowd frame has no detections")
-    from .types import Detections
+    from ..types import Detections
 
     base = Detections(dets.boxes, dets.box_scores)
     rows = []

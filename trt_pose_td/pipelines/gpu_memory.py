@@ -1,27 +1,34 @@
-"""The GPU pipeline's in-flight state: frame slots (a frame's host staging, device copy, upload
-events and stage times), the staging of the small tables each launch reads, and the submitted
-detector and keypoint jobs. Bookkeeping around CUDA objects (created lazily through
-:mod:`.cuda.driver`, so the stand-in of the tests can replace them); the work itself is enqueued by
-:mod:`.gpu_detect`, :mod:`.gpu_keypoints` and :class:`~.gpu_pipeline.GpuPipeline`.
+"""What the GPU pipeline keeps in pinned and device memory between launches: frame slots (one per
+frame in flight: its host staging, device copy, upload events and stage times) and the staging
+buffer of the small tables each launch reads (warp frames, warp items, flip gathers).
+
+Bookkeeping around CUDA objects, created lazily through :mod:`trt_pose_td.cuda.driver` (so the
+stand-in of the tests can replace them). The stages that fill them: :mod:`.gpu_detect` (a
+detector run: :class:`~.gpu_detect.DetJob`), :mod:`.gpu_keypoints` (a keypoint pass:
+:class:`~.gpu_keypoints.PoseJob`), orchestrated by :class:`~.gpu.GpuPipeline`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import EngineError
-from .types import Detections, Frame, StageTimes
+from ..errors import EngineError
+from ..types import Detections, Frame, StageTimes
+
+if TYPE_CHECKING:
+    from ..cuda.driver import Event, Stream
+    from .gpu_detect import DetJob
 
 #: Alignment of every table in a :class:`Staging` buffer (and of TensorRT tensor addresses).
 ALIGN = 256
 
 
-def event() -> Any:
+def event() -> Event:
     """A new CUDA event (timing enabled)."""
-    from .cuda.driver import Event
+    from ..cuda.driver import Event
 
     return Event()
 
@@ -36,7 +43,7 @@ class FrameSlot:
     host: Any = None
     device: Any = None
     nbytes: int = 0
-    events: List[Any] = field(default_factory=list)
+    events: List[Event] = field(default_factory=list)
     frame: Optional[Frame] = None
     times: StageTimes = field(default_factory=StageTimes)
     t0: float = 0.0
@@ -77,11 +84,11 @@ class Staging:
         self.host: Any = None
         self.device: Any = None
         self.nbytes = 0
-        self._copied: Any = None
+        self._copied: Optional[Event] = None
 
-    def put(self, stream: Any, arrays: Sequence[np.ndarray]) -> List[int]:
+    def put(self, stream: Stream, arrays: Sequence[np.ndarray]) -> List[int]:
         """Enqueue the upload of ``arrays`` (C-contiguous); returns their device addresses."""
-        from .cuda.driver import DeviceBuffer, PinnedBuffer
+        from ..cuda.driver import DeviceBuffer, PinnedBuffer
 
         offsets, total = [], 0
         for arr in arrays:
@@ -116,30 +123,3 @@ class Staging:
         if self._copied is not None:
             self._copied.close()
             self._copied = None
-
-
-@dataclass
-class DetJob:
-    """One detector run on the frames of ``slots`` (at most the engine profile's max batch):
-    their letterbox maps (2, 3) and the pinned host views its outputs are copied into."""
-
-    slots: List[FrameSlot]
-    affines: List[np.ndarray]
-    outputs: Any
-
-
-@dataclass
-class PoseJob:
-    """One keypoint pass over the persons of ``slots``: per frame its boxes (N_i, 4) and crop
-    maps (N_i, 2, 3); ``owner``: the frame of every person (N,); ``chunks``: the size of every
-    keypoint engine run, in order (a --flip run counts once)."""
-
-    slots: List[FrameSlot]
-    boxes: List[np.ndarray]
-    affines: List[np.ndarray]
-    owner: np.ndarray
-    chunks: List[int]
-
-    @property
-    def persons(self) -> int:
-        return len(self.owner)

@@ -13,24 +13,38 @@ decode) are CUDA event times split equally among the run's frames, plus each fra
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .cuda.twins import warp_frame_table, warp_items
-from .errors import EngineError
-from .gpu_slots import DetJob, FrameSlot, Staging, event
+from ..cuda.twins import warp_frame_table, warp_items
+from ..errors import EngineError
+from .gpu_memory import FrameSlot, Staging, event
 from .stages import Detector
 
 if TYPE_CHECKING:
-    from .engines.tensorrt import TrtEngine
+    from ..cuda.driver import Stream
+    from ..cuda.launchers import Kernels
+    from ..engines.tensorrt import TrtEngine
+
+
+@dataclass
+class DetJob:
+    """One detector run on the frames of ``slots`` (at most the engine profile's max batch):
+    their letterbox maps (2, 3) and the pinned host views its outputs are copied into."""
+
+    slots: List[FrameSlot]
+    affines: List[np.ndarray]
+    outputs: Dict[str, np.ndarray]
 
 
 class GpuDetector:
     """``detector`` (host decoding) over its TensorRT ``engine`` on ``stream``; at most one run
     in flight (:meth:`submit`, then :meth:`finish`). Owns its staging and events: close()."""
 
-    def __init__(self, detector: Detector, engine: TrtEngine, kernels: Any, stream: Any) -> None:
+    def __init__(self, detector: Detector, engine: TrtEngine, kernels: Kernels, stream: Stream
+                 ) -> None:
         self.detector, self.engine, self.kernels, self.stream = detector, engine, kernels, stream
         spec = detector.spec
         self._input = spec.input_name

@@ -1,9 +1,14 @@
-"""What each model is quantized with, and where its Q/DQ file lives.
+"""What each model is quantized with, and where its Q/DQ file lives (pure: no ONNX, no engine).
 
 The measured per-model recipe (calibration method, Convs kept in float) comes from
 ``trt_pose_td/data/int8_choices.json`` (docs/accuracy.md holds the tables and commands).
 Files: ``<cache>/quantized/<model>.int8-<method>.onnx`` (:func:`quantized_path`);
 :func:`int8_config` points a pipeline configuration at them.
+
+What the quantizer decides and the pipeline's plan needs to know, below both: the plan
+(:mod:`trt_pose_td.pipelines.plan`) learns the INT8 twin of a model and its Q/DQ file name here
+without importing the quantize tool (:mod:`trt_pose_td.quantize`, which writes those files and
+re-exports these names as part of its API).
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from ..assets import cache_dir
-from ..errors import ConfigError
-from ..models import get_spec, is_model_path
+from .assets import cache_dir
+from .config import PipelineConfig
+from .errors import ConfigError
+from .models import get_spec, is_model_path
 
 METHODS = ("entropy", "minmax", "percentile", "mse")
 #: Calibration tensors used by the ``mse`` refinement (evenly spaced over the set).
@@ -35,7 +41,7 @@ INT8_SOURCE = {"rtmdet_nano_person": "rtmdet_nano_person_raw"}
 def _load_choices() -> Dict[str, Dict[str, Any]]:
     """Per-model calibration method and Convs kept in float, chosen by measurement
     (``data/int8_choices.json``; see docs/accuracy.md for the tables and commands)."""
-    path = Path(__file__).parent.parent / "data" / "int8_choices.json"
+    path = Path(__file__).parent / "data" / "int8_choices.json"
     return dict(json.loads(path.read_text())["models"])
 
 
@@ -64,14 +70,14 @@ def quantized_path(model: str, method: Optional[str] = None, cache: Optional[Pat
     return Path(cache or cache_dir()) / "quantized" / f"{int8_source(model)}.int8-{method}.onnx"
 
 
-def int8_config(cfg: Any) -> Any:
-    """A :class:`~trt_pose_td.config.PipelineConfig` whose registry models point at their Q/DQ
-    files (what :func:`trt_pose_td.plan.resolve` runs on ONNX Runtime at int8).
+def int8_config(cfg: PipelineConfig) -> PipelineConfig:
+    """``cfg`` with its registry models pointed at their Q/DQ files (what
+    :func:`trt_pose_td.pipelines.plan.resolve` runs on ONNX Runtime at int8).
 
     Paths given by the user are kept (they may already be Q/DQ models). Raises
     :class:`ConfigError` with the command that makes a missing file.
     """
-    changes: Dict[str, str] = {}
+    changes: Dict[str, Any] = {}  # field -> its new value (a str), for replace()
     for role, task in (("detector", "detector"), ("pose", "pose")):
         name = getattr(cfg, role)
         if is_model_path(name):

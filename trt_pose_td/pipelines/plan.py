@@ -14,12 +14,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Tuple
 
-from .assets import cache_dir, model_path
-from .config import PipelineConfig
-from .decode import DetectorParams
-from .engine_meta import engine_filename
-from .errors import ConfigError, DependencyError
-from .models import ModelSpec, get_spec, is_model_path, spec_for_file
+from ..assets import cache_dir, model_path
+from ..config import PipelineConfig
+from ..decode import DetectorParams
+from ..engine_meta import engine_filename
+from ..errors import ConfigError, DependencyError
+from ..int8_recipes import int8_config, int8_source
+from ..models import ModelSpec, get_spec, is_model_path, spec_for_file
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,6 @@ def _tuned(spec: ModelSpec, cfg: PipelineConfig, task: str) -> ModelSpec:
     return spec
 
 
-def _int8_twin(name: str) -> str:
-    """The registry model whose Q/DQ graph serves ``name`` at explicit INT8 (RTMDet with NMS in
-    the graph -> its raw head + our NMS)."""
-    from .quantize import int8_source
-
-    return int8_source(name)
-
-
 def model_specs(cfg: PipelineConfig, int8_qdq: bool = False) -> Tuple[ModelSpec, ModelSpec]:
     """(detector, pose) specs ``cfg`` selects; ``int8_qdq`` swaps registry models for their
     INT8 twins (paths are kept)."""
@@ -105,13 +98,13 @@ def _int8_mode(cfg: PipelineConfig) -> Optional[str]:
 
 def tensorrt_unavailable(cfg: PipelineConfig) -> Optional[str]:
     """Why ``cfg`` cannot run on TensorRT here (None: it can)."""
-    from .trt_api import import_tensorrt
+    from ..trt_api import import_tensorrt
 
     try:
         import_tensorrt()
     except DependencyError:
         return "TensorRT is not installed"
-    from .cuda.driver import gpu_available
+    from ..cuda.driver import gpu_available
 
     if not gpu_available():
         return "no CUDA GPU"
@@ -143,8 +136,6 @@ def _ort_plan(cfg: PipelineConfig, progress: bool) -> Plan:
         raise ConfigError(f"precision {precision} needs TensorRT (--backend tensorrt); ONNX "
                           f"Runtime runs {' or '.join(CPU_PRECISIONS)}")
     if precision == "int8":  # registry models -> the Q/DQ files `trt-pose-td quantize` wrote
-        from .quantize import int8_config
-
         models = int8_config(cfg)
     else:
         models = cfg
@@ -177,5 +168,5 @@ def int8_model(name_or_path: str, like: str) -> Tuple[str, str]:
     model is replaced by its INT8 twin; paths are kept."""
     if is_model_path(name_or_path):
         return name_or_path, like
-    twin = _int8_twin(name_or_path)
+    twin = int8_source(name_or_path)  # RTMDet with NMS in the graph -> its raw head
     return twin, twin

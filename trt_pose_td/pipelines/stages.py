@@ -2,7 +2,7 @@
 a batch of person crops (one batched warp, the model in chunks, decoding by registry data).
 
 Both take any :class:`~.engines.Engine` and a :class:`~.preprocess.Preprocessor`; the CPU
-pipeline (:mod:`.pipeline`) runs them end to end, the GPU pipeline (:mod:`.gpu_pipeline`) reuses
+pipeline (:mod:`.cpu`) runs them end to end, the GPU pipeline (:mod:`.gpu`) reuses
 their host-side parts (crop affines, detector decoding) around its kernels.
 """
 
@@ -13,15 +13,15 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import decode, geometry
-from .config import PREPROCESSORS
-from .decode import KEYPOINT_DECODERS, DetectorParams
-from .engines import Engine, check_contract
-from .errors import ConfigError
-from .models import ModelSpec
-from .preprocess import CpuPreprocessor, Preprocessor, warp_with
-from .skeleton import NUM_KEYPOINTS, flip_permutation
-from .types import Detections, Frame, Poses, StageTimes
+from .. import decode, geometry
+from ..config import PREPROCESSORS
+from ..decode import KEYPOINT_DECODERS, DetectorParams
+from ..engines import Engine, check_contract
+from ..errors import ConfigError
+from ..models import ModelSpec
+from ..preprocess import CpuPreprocessor, Preprocessor, warp_with
+from ..skeleton import NUM_KEYPOINTS, flip_permutation
+from ..types import Detections, Frame, Poses, StageTimes
 
 
 class Timer:
@@ -169,7 +169,7 @@ class PoseEstimator:
                 found: List[Tuple[np.ndarray, np.ndarray]],
                 times: Sequence[Optional[StageTimes]], calls: Optional[List[int]]) -> None:
         """Pose-guided re-crop, in place: every person with enough confident keypoints runs again
-        on the box around them (:func:`.geometry.keypoint_boxes`), which frames the body better
+        on the box around them (:func:`..geometry.keypoint_boxes`), which frames the body better
         than a nano detector's box; the second pass (one batch over all frames) replaces the
         first."""
         redo, kboxes = recrop_boxes(found, boxes)
@@ -248,7 +248,7 @@ class PoseEstimator:
 def recrop_boxes(found: Sequence[Tuple[np.ndarray, np.ndarray]], boxes: Sequence[np.ndarray]
                  ) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     """Who the pose-guided re-crop runs again, per frame: the indices of the persons with enough
-    confident keypoints (:func:`.geometry.keypoint_boxes`) whose keypoint box is at least 1/5 of
+    confident keypoints (:func:`..geometry.keypoint_boxes`) whose keypoint box is at least 1/5 of
     their box's size, and those keypoint boxes (M_i, 4) float32 (frame pixels). found: per frame
     keypoints (N_i, K, 2) and scores (N_i, K); boxes: per frame the boxes (N_i, 4) they came
     from. Both pipelines use it (:meth:`PoseEstimator._recrop`, the GPU pipeline)."""
@@ -297,7 +297,7 @@ def make_preprocessor(name: str) -> Preprocessor:
     if name == "cv2":
         return CpuPreprocessor()
     if name == "twin":
-        from .cuda.twins import TwinPreprocessor
+        from ..cuda.twins import TwinPreprocessor
 
         return TwinPreprocessor()
     raise ConfigError(f"unknown preprocessor {name!r}; expected one of {PREPROCESSORS}")

@@ -9,22 +9,25 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .geometry import box_iou
-from .tracking import TrackerConfig
-from .tracking.matching import assign, keypoint_oks
-from .tracking.smoothing import OneEuroFilter
-from .types import Frame, Poses
+from ..geometry import box_iou
+from ..tracking import TrackerConfig
+from ..tracking.matching import assign, keypoint_oks
+from ..tracking.smoothing import OneEuroFilter
+from ..types import Frame, Poses
+
+if TYPE_CHECKING:
+    from ..pipelines.base import StagedPipeline
 
 log = logging.getLogger(__name__)
 
 
 def read_video(path: str, limit: Optional[int] = None) -> List[Frame]:
     """The first ``limit`` frames of a video, decoded up front (decode stays out of timings)."""
-    from .io.sources import VideoSource
+    from ..io.sources import VideoSource
 
     frames: List[Frame] = []
     for frame in VideoSource(path):
@@ -34,14 +37,14 @@ def read_video(path: str, limit: Optional[int] = None) -> List[Frame]:
     return frames
 
 
-def run_modes(pipeline, frames: Sequence[Frame], configs: Mapping[Any, TrackerConfig]
-              ) -> Dict[Any, dict]:
+def run_modes(pipeline: StagedPipeline, frames: Sequence[Frame],
+              configs: Mapping[Any, TrackerConfig]) -> Dict[Any, dict]:
     """Track ``frames`` once per config through the product path (a
-    :class:`~.tracked.TrackedPipeline` around ``pipeline`` per config, one call per frame),
-    interleaved frame by frame so every config sees the same machine state. Per config:
+    :class:`~..pipelines.tracked.TrackedPipeline` around ``pipeline`` per config, one call per
+    frame), interleaved frame by frame so every config sees the same machine state. Per config:
     ``poses`` (list of :class:`Poses`), ``wall_s`` and ``cpu_s`` (process time, all threads)
     after one warm-up frame, and ``detector_frames``."""
-    from .tracked import TrackedPipeline
+    from ..pipelines.tracked import TrackedPipeline
 
     pipeline(frames[0])  # warm-up
     tracked = {name: TrackedPipeline(pipeline, c) for name, c in configs.items()}
@@ -58,7 +61,7 @@ def run_modes(pipeline, frames: Sequence[Frame], configs: Mapping[Any, TrackerCo
     return out
 
 
-def run_tracked(pipeline, frames: Sequence[Frame], config: TrackerConfig
+def run_tracked(pipeline: StagedPipeline, frames: Sequence[Frame], config: TrackerConfig
                 ) -> Tuple[List[Poses], float, int]:
     """One config of :func:`run_modes`: (poses per frame, wall seconds, detector frames)."""
     r = run_modes(pipeline, frames, {"only": config})["only"]
@@ -204,7 +207,7 @@ def read_mot_sequence(folder: Path, min_visibility: float = 0.25
                       ) -> Tuple[List[Frame], List[Dict[int, np.ndarray]]]:
     """MOT17 frames of one sequence (timestamps from seqinfo's frame rate) and per frame the
     ground-truth pedestrians {id: x1y1x2y2} (class 1, considered, visibility >= given)."""
-    from .io.sources import read_image
+    from ..io.sources import read_image
 
     fps = 30.0
     for line in (folder / "seqinfo.ini").read_text().splitlines():
@@ -220,7 +223,8 @@ def read_mot_sequence(folder: Path, min_visibility: float = 0.25
     return frames, gt
 
 
-def mot_identity(pipeline, folders: Iterable[Path], config: TrackerConfig) -> Dict[str, int]:
+def mot_identity(pipeline: StagedPipeline, folders: Iterable[Path], config: TrackerConfig
+                 ) -> Dict[str, int]:
     """ID switches summed over MOT17 sequences, tracking each from its first frame."""
     total = {"id_switches": 0, "matches": 0, "gt_boxes": 0, "frames": 0}
     for folder in folders:
@@ -290,7 +294,7 @@ def smoothing_rows(ref: List[Poses], frames: Sequence[Frame], fps: float) -> Dic
             "grid": grid, "chosen": best}
 
 
-def tracking_report(pipe, frames: Sequence[Frame], ks: List[int], fps: float,
+def tracking_report(pipe: StagedPipeline, frames: Sequence[Frame], ks: List[int], fps: float,
                     motion_frames: int = 50, mot_dirs: Sequence[Path] = ()) -> dict:
     """The document of ``trt-pose-td bench --video``: every K (skip-frame rows), the motion
     models at K=5, the smoothing grid, and ID switches on MOT17 sequences (when given)."""

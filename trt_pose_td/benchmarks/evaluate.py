@@ -26,12 +26,13 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coco_json import read_annotations, read_detections, uncovered
-from .errors import ConfigError, require
-from .io.sources import read_image
-from .oks import oks
-from .progress import progress_bar
-from .types import Detections, Frame, FrameResult, Poses, StageTimes
+from ..coco_json import read_annotations, read_detections, uncovered
+from ..errors import ConfigError, require
+from ..io.sources import read_image
+from ..oks import oks
+from ..pipelines.base import Pipeline
+from ..progress import progress_bar
+from ..types import Detections, Frame, FrameResult, Poses, StageTimes
 
 log = logging.getLogger(__name__)
 
@@ -223,9 +224,9 @@ def coco_metrics(coco: Any, results: List[dict], iou_type: str, image_ids: Seque
     return {k: float(v) for k, v in zip(names, ev.stats)}, table.getvalue()
 
 
-def evaluate(pipeline: Any, images_dir: Path, coco: Any, opts: EvalOptions,
+def evaluate(pipeline: Pipeline, images_dir: Path, coco: Any, opts: EvalOptions,
              score_threshold: float = 0.0, quiet: bool = False) -> EvalResult:
-    """Run ``pipeline`` (any :class:`~.api.Pipeline`) over the images of ``coco``.
+    """Run ``pipeline`` (any :class:`~..pipelines.base.Pipeline`) over the images of ``coco``.
 
     ``score_threshold`` filters a detection file's boxes (own boxes are filtered by the
     pipeline). Returns keypoint AP (and person-box AP unless ``opts.boxes == "gt"``).
@@ -266,7 +267,7 @@ def evaluate(pipeline: Any, images_dir: Path, coco: Any, opts: EvalOptions,
     return EvalResult(kp, bbox, tables, kp_results, bx_results, len(image_ids), persons, times)
 
 
-def _results(pipeline: Any, images_dir: Path, coco: Any, image_ids: Sequence[int], boxes: str,
+def _results(pipeline: Pipeline, images_dir: Path, coco: Any, image_ids: Sequence[int], boxes: str,
              files: Optional[Dict[int, Detections]]) -> Iterator[FrameResult]:
     """The pipeline's results in image order: ``pipeline.stream`` with its own boxes (the
     product path, overlap included), ``pipeline(frame, detections)`` with given boxes (the same

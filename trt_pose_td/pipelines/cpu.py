@@ -1,8 +1,8 @@
 """The CPU pipeline: detector, every person cropped in one warp, the keypoint model once per
 chunk, on ONNX Runtime (or any :class:`~.engines.Engine`).
 
-:class:`CpuPipeline` and :class:`~.gpu_pipeline.GpuPipeline` satisfy one protocol
-(:class:`trt_pose_td.api.Pipeline`): ``pipeline(frame, detections=None) -> FrameResult`` for one
+:class:`CpuPipeline` and :class:`~.gpu.GpuPipeline` satisfy one protocol
+(:class:`.base.Pipeline`): ``pipeline(frame, detections=None) -> FrameResult`` for one
 frame, ``pipeline.stream(frames) -> Iterator[FrameResult]`` for a sequence (what ``run``,
 ``serve``, ``eval`` and ``bench`` use), ``pipeline.batch(frames) -> List[FrameResult]`` for
 several cameras' frames at once (one keypoint batch across them), ``close()``.
@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence
 
-from .config_checks import expected_models
-from .engines import load_engine
-from .engines.base import check_pair
-from .io.inputs import ImageLike, as_frame, as_frames
+from ..config_checks import expected_models
+from ..engines import load_engine
+from ..engines.base import check_pair
+from ..io.inputs import FramesLike, ImageLike, as_frame, as_frames
+from ..types import BatchInfo, Detections, FrameResult, StageTimes
+from .base import given_detections
 from .plan import Plan
 from .stages import Detector, PoseEstimator, make_preprocessor
-from .types import BatchInfo, Detections, Frame, FrameResult, StageTimes, given_detections
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class CpuPipeline:
         i. Each result's ``times`` holds that frame's own warps and decodes plus its share of
         the shared runs (its persons' share of a keypoint chunk), so the frames' times add up
         to the batch's cost; ``"total"`` is the wall time of the whole call. Every result's
-        ``batch`` is one :class:`~.types.BatchInfo` (persons per frame, run sizes)."""
+        ``batch`` is one :class:`~trt_pose_td.types.BatchInfo` (persons per frame, run sizes)."""
         frames = [as_frame(image) for image in images]
         given = given_detections(detections, len(frames))
         t0 = time.perf_counter()
@@ -102,7 +103,7 @@ class CpuPipeline:
             t["total"] = info.ms
         return [FrameResult(f, p, t, info) for f, p, t in zip(frames, poses, times)]
 
-    def stream(self, frames: Union[Iterable[Frame], Any]) -> Iterator[FrameResult]:
+    def stream(self, frames: FramesLike) -> Iterator[FrameResult]:
         """Results in frame order, one per frame. Sequential: on this 2-core CPU, running frame
         t+1's detection in a thread beside frame t's keypoints was measured slower (both models
         already use every core; docs/architecture.md), so there is nothing in flight to drain

@@ -5,7 +5,7 @@ Crops: one multi-frame warp launch (``warp_frames``) reads each person from its 
 table of the frames' device copies) and writes chunk c's crops from byte ``c * stride`` of the
 crop buffer, ``stride`` = the profile max's crops rounded up to TensorRT's 256-byte alignment.
 With ``--flip`` the same launch also writes every person's mirrored crop
-(:func:`~.geometry.mirror_affines`) into a second region laid out the same way; each chunk then
+(:func:`~..geometry.mirror_affines`) into a second region laid out the same way; each chunk then
 runs the engine twice (crops -> the engine's outputs, mirrored crops -> scratch outputs) and the
 ``flip_average`` kernel turns the pair into ``(outputs + flip_back(mirrored)) * 0.5`` by a gather
 table built from the decoder's own CPU flip-back, before the decode kernel reduces every map to
@@ -22,22 +22,42 @@ times shared among the frames by their persons, plus each frame's own mapping.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import geometry
-from .cuda.twins import flip_gathers, warp_frame_table, warp_items
-from .decode import KEYPOINT_DECODERS
-from .errors import ConfigError
-from .gpu_slots import ALIGN, FrameSlot, PoseJob, Staging, event
-from .skeleton import flip_permutation
+from .. import geometry
+from ..cuda.twins import flip_gathers, warp_frame_table, warp_items
+from ..decode import KEYPOINT_DECODERS
+from ..errors import ConfigError
+from ..skeleton import flip_permutation
+from .gpu_memory import ALIGN, FrameSlot, Staging, event
 from .stages import PoseEstimator, apply_recrop, no_keypoints, recrop_boxes, share_ms
 
 if TYPE_CHECKING:
-    from .engines.tensorrt import TrtEngine
+    from ..cuda.driver import Event, Stream
+    from ..cuda.launchers import Kernels
+    from ..engines.tensorrt import TrtEngine
 
 Found = List[Tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class PoseJob:
+    """One keypoint pass over the persons of ``slots``: per frame its boxes (N_i, 4) and crop
+    maps (N_i, 2, 3); ``owner``: the frame of every person (N,); ``chunks``: the size of every
+    keypoint engine run, in order (a --flip run counts once)."""
+
+    slots: List[FrameSlot]
+    boxes: List[np.ndarray]
+    affines: List[np.ndarray]
+    owner: np.ndarray
+    chunks: List[int]
+
+    @property
+    def persons(self) -> int:
+        return len(self.owner)
 
 
 class GpuKeypoints:
@@ -48,9 +68,9 @@ class GpuKeypoints:
     at a time (:meth:`submit`, then :meth:`finish` or :meth:`complete`). Owns its buffers: close().
     """
 
-    def __init__(self, pose: PoseEstimator, engine: TrtEngine, kernels: Any, stream: Any,
+    def __init__(self, pose: PoseEstimator, engine: TrtEngine, kernels: Kernels, stream: Stream,
                  max_persons: int) -> None:
-        from .cuda.driver import DeviceBuffer
+        from ..cuda.driver import DeviceBuffer
 
         self.pose, self.engine, self.kernels, self.stream = pose, engine, kernels, stream
         self.max_persons = int(max_persons)
@@ -67,7 +87,7 @@ class GpuKeypoints:
         self._grow(self.max_persons)
         self._staging = Staging()
         self._events = [event() for _ in range(4)]  # start, kernel start, crops done, downloaded
-        self._chunk_events: List[Tuple[Any, Any]] = []  # (inferred, decoded) per chunk
+        self._chunk_events: List[Tuple[Event, Event]] = []  # (inferred, decoded) per chunk
         self._scratch: Dict[str, Any] = {}  # --flip: the mirrored crops' outputs, per graph name
         if pose.flip:
             self._scratch = {name: DeviceBuffer(engine.capacity(name))
@@ -83,7 +103,7 @@ class GpuKeypoints:
 
     def _grow(self, persons: int) -> None:
         """Crop and result buffers for ``persons`` (after the stream is done with the old)."""
-        from .cuda.driver import DeviceBuffer, PinnedBuffer
+        from ..cuda.driver import DeviceBuffer, PinnedBuffer
 
         crops = self._regions(persons) * self.stride
         if self._crops is None or self._crops.nbytes < crops:
