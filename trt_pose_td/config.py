@@ -9,10 +9,11 @@ backend).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Optional, Tuple
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping, Optional, Tuple
 
-from .config_checks import BACKENDS, PREPROCESSORS, check_pipeline_config
+from .config_checks import BACKENDS, PREPROCESSORS, check_pipeline_config, pipeline_values
+from .errors import ConfigError
 from .models import DEFAULT_DETECTOR, DEFAULT_POSE
 
 __all__ = ["BACKENDS", "PREPROCESSORS", "PipelineConfig"]
@@ -70,6 +71,20 @@ class PipelineConfig:
         if isinstance(self.det_size, list):
             object.__setattr__(self, "det_size", tuple(self.det_size))
         check_pipeline_config(self)
+
+    @classmethod
+    def from_table(cls, *tables: Mapping[str, Any], where: str = "config") -> PipelineConfig:
+        """The config of ``[pipeline]`` tables laid over the defaults, later tables winning key
+        by key (defaults -> TOML -> ``--set`` -> flags, as ``serve`` builds it). Keys are the
+        field names (``det_size`` may be N, ``"WxH"`` or ``[W, H]``); an unknown key, a wrong
+        type or a value out of range is a one-line :class:`ConfigError` naming ``where``."""
+        values: dict = {}
+        for table in tables:
+            values.update(pipeline_values(table, f"{where} [pipeline]"))
+        try:
+            return replace(cls(), **values)
+        except ConfigError as exc:
+            raise ConfigError(f"{where} [pipeline]: {exc}") from None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -8,9 +8,10 @@ message names the flag (the TOML key is the same without dashes):
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, Mapping, Optional, Sequence, Tuple
 
 from .decode import REFINEMENTS
 from .engine_meta import INT8_MODES, PRECISIONS
@@ -98,3 +99,80 @@ def expected_models(cfg: Any) -> Tuple[Optional[str], Optional[str]]:
 
     return (want(cfg.detector, cfg.detector_like, "detector", "detector"),
             want(cfg.pose, cfg.pose_like, "keypoint model", "pose"))
+
+
+# --- a [pipeline] table (TOML, --set, JSON) -> field values ----------------------------------
+def parse_size(text: str) -> Tuple[int, int]:
+    """``"320"`` -> (320, 320); ``"416x320"`` -> (416, 320) as (W, H); ValueError otherwise."""
+    try:
+        parts = [int(p) for p in str(text).lower().split("x")]
+    except ValueError:
+        raise ValueError(f"size must be N or WxH, not {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise ValueError(f"size must be N or WxH, not {text!r}")
+    return parts[0], parts[1]
+
+
+def unknown_key(what: str, name: str, known: Collection[str]) -> ConfigError:
+    """``what: unknown key 'detsize' (did you mean 'det_size'?)``."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+    return ConfigError(f"{what}: unknown key {name!r}{hint}")
+
+
+def coerce(where: str, value: Any, kind: Any) -> Any:
+    """A table value of type ``kind`` (bool, int, float, str), or :class:`ConfigError` naming
+    ``where``: no silent conversions (an int is a float, nothing else changes type)."""
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}
+    what = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if kind not in ok:
+        return value
+    if not ok[kind](value):
+        raise ConfigError(f"{where} must be {what[kind]}, not {value!r}")
+    return float(value) if kind is float else int(value) if kind is int else value
+
+
+#: The type of each :class:`~trt_pose_td.config.PipelineConfig` field in a table (det_size:
+#: N, "WxH" or [W, H]; the Optional fields take their type or are left out).
+PIPELINE_KINDS: Dict[str, Any] = {
+    "detector": str, "pose": str, "detector_like": str, "pose_like": str, "det_size": tuple,
+    "score_threshold": float, "iou_threshold": float, "max_persons": int, "max_batch": int,
+    "refine": str, "box_padding": float, "flip": bool, "recrop": bool, "backend": str,
+    "threads": int, "preprocessor": str, "engine_dir": str, "precision": str, "int8_mode": str,
+    "track": bool, "det_every": int, "smooth": bool}
+
+
+def pipeline_values(table: Mapping[str, Any], where: str) -> Dict[str, Any]:
+    """Field values of a ``[pipeline]`` table (keys = ``run`` flags without dashes): unknown keys
+    and wrong types are one-line :class:`ConfigError` s naming ``where``; ranges and choices are
+    checked when the config is built (:func:`check_pipeline_config`)."""
+    out: Dict[str, Any] = {}
+    for key, value in table.items():
+        name = str(key).replace("-", "_")
+        if name not in PIPELINE_KINDS:
+            raise unknown_key(where, name, PIPELINE_KINDS)
+        kind = PIPELINE_KINDS[name]
+        if kind is tuple:
+            out[name] = _size_value(f"{where} {name}", value)
+        else:
+            out[name] = None if value is None else coerce(f"{where} {name}", value, kind)
+    return out
+
+
+def _size_value(where: str, value: Any) -> Optional[Tuple[int, int]]:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and len(value) == 2 and \
+            all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        return int(value[0]), int(value[1])
+    if isinstance(value, (str, numbers.Integral)) and not isinstance(value, bool):
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    raise ConfigError(f"{where}: size must be N, \"WxH\" or [W, H], not {value!r}")

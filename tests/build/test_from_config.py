@@ -167,7 +167,7 @@ def test_flags_the_config_decides_are_one_line_errors(tmp_path, capsys, argv, wo
 
 @pytest.mark.parametrize("text, words", [
     ("not json", ["not a readable JSON pipeline config", ".toml"]),
-    ('{"pipeline": {"detektor": "x"}}', ["unknown pipeline key(s) detektor"]),
+    ('{"pipeline": {"detektor": "x"}}', ["unknown key 'detektor' (did you mean 'detector'?)"]),
     ('{"pipeline": {"det_size": 333}}', ["--det-size must be multiples of 32"]),
     ('{"pipeline": {"precision": "fp8"}}', ["--precision must be one of fp32, fp16, int8"]),
 ])

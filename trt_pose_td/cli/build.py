@@ -228,15 +228,7 @@ def read_pipeline_config(source: str) -> PipelineConfig:
     table = doc.get("pipeline", doc) if isinstance(doc, dict) else None
     if not isinstance(table, dict):
         raise ConfigError(f"--from-config {source}: expected a JSON object with a pipeline object")
-    unknown = sorted(set(table) - set(PipelineConfig.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"--from-config {source}: unknown pipeline key(s) {', '.join(unknown)}")
-    if isinstance(table.get("det_size"), (int, str)):  # 416 or "416x320", as in the TOML
-        try:
-            table = dict(table, det_size=parse_size(str(table["det_size"])))
-        except argparse.ArgumentTypeError as exc:
-            raise ConfigError(f"--from-config {source}: det_size: {exc}") from None
-    return PipelineConfig(**table)
+    return PipelineConfig.from_table(table, where=f"--from-config {source}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,6 +7,7 @@ import math
 from dataclasses import fields
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .. import config_checks
 from ..config import BACKENDS, PREPROCESSORS, PipelineConfig
 from ..decode import REFINEMENTS
 from ..engine_meta import INT8_MODES, PRECISIONS
@@ -16,14 +17,9 @@ from ..models import DEFAULT_DETECTOR, DEFAULT_POSE, REGISTRY
 def parse_size(text: str) -> Tuple[int, int]:
     """``320`` -> (320, 320); ``416x320`` -> (416, 320) as (W, H)."""
     try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be N or WxH, not {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(f"size must be N or WxH, not {text!r}")
-    return parts[0], parts[1]
+        return config_checks.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _number(text: str, kind: type) -> float:
@@ -75,13 +71,37 @@ def parse_int_list(text: str) -> List[int]:
     return values
 
 
-def add_pipeline_args(p: argparse.ArgumentParser, det_every_list: bool = False) -> None:
-    """Model selection and tuning flags (defaults = :class:`PipelineConfig`); ``det_every_list``:
-    ``--det-every`` takes K,K,... (the tracking bench compares several)."""
+#: The pipeline flags' names in parsed arguments: the :class:`PipelineConfig` fields.
+PIPELINE_FIELDS = frozenset(f.name for f in fields(PipelineConfig))
+
+
+class _FlagGroup:
+    """An argument group; with ``explicit_only`` its flags stay out of the parsed arguments
+    unless given (``serve`` lays them over the config file), their help still stating the real
+    default."""
+
+    def __init__(self, group: argparse._ArgumentGroup, explicit_only: bool) -> None:
+        self.group, self.explicit_only = group, explicit_only
+
+    def add_argument(self, *names: str, **kw: object) -> argparse.Action:
+        if self.explicit_only:
+            real = kw.get("default", False if kw.get("action") == "store_true" else None)
+            if isinstance(kw.get("help"), str):
+                kw["help"] = str(kw["help"]).replace("%(default)s", str(real))
+            kw["default"] = argparse.SUPPRESS
+        return self.group.add_argument(*names, **kw)  # type: ignore[arg-type]
+
+
+def add_pipeline_args(p: argparse.ArgumentParser, det_every_list: bool = False,
+                      explicit_only: bool = False) -> None:
+    """Model selection and tuning flags (defaults = :class:`PipelineConfig`; their names are its
+    fields, :data:`PIPELINE_FIELDS`); ``det_every_list``: ``--det-every`` takes K,K,... (the
+    tracking bench compares several); ``explicit_only``: only the flags given appear in the
+    parsed arguments (``serve``: flags beat the config file, which beats the defaults)."""
     d = PipelineConfig()
     dets = ", ".join(n for n, s in REGISTRY.items() if s.task == "detector")
     poses = ", ".join(n for n, s in REGISTRY.items() if s.task == "pose")
-    g = p.add_argument_group("models")
+    g = _FlagGroup(p.add_argument_group("models"), explicit_only)
     g.add_argument("--detector", default=DEFAULT_DETECTOR, metavar="NAME|PATH",
                    help=f"person detector: {dets}; or an .onnx path (default: %(default)s)")
     g.add_argument("--pose", default=DEFAULT_POSE, metavar="NAME|PATH",
@@ -107,7 +127,7 @@ def add_pipeline_args(p: argparse.ArgumentParser, det_every_list: bool = False) 
                         "sampling as --backend tensorrt) (default: %(default)s)")
     g.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime threads (default: one per physical core)")
-    t = p.add_argument_group("tuning")
+    t = _FlagGroup(p.add_argument_group("tuning"), explicit_only)
     t.add_argument("--det-size", type=parse_size, default=None, metavar="N|WxH",
                    help="detector input size, multiple of 32 (RTMDet: 320, 416, 640; "
                         "default: the model's own)")
@@ -127,7 +147,7 @@ def add_pipeline_args(p: argparse.ArgumentParser, det_every_list: bool = False) 
     t.add_argument("--flip", action="store_true",
                    help="flip test-time augmentation: also run the mirrored crops and average "
                         "(2x keypoint-model cost; off by default)")
-    k = p.add_argument_group("tracking (docs/tracking.md)")
+    k = _FlagGroup(p.add_argument_group("tracking (docs/tracking.md)"), explicit_only)
     k.add_argument("--track", action="store_true",
                    help="give every person a track_id that stays while they are in view "
                         "(ByteTrack-style IoU + OKS association, Kalman motion)")

@@ -8,12 +8,11 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..config import PipelineConfig
-from ..errors import ConfigError, SourceError
+from ..errors import SourceError
 from ..io.paths import check_output_file
 from ..service import config as svc_config
 from ..service.cameras import camera_sources
-from .common import add_pipeline_args, config_from_args, nonneg_int
+from .common import PIPELINE_FIELDS, add_pipeline_args, nonneg_int
 
 log = logging.getLogger(__name__)
 
@@ -100,72 +99,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "interface, then set [http] token_file)")
     s.add_argument("--no-http", dest="cfg:http.enabled", action="store_const", const=False,
                    default=SUPPRESS, help="no HTTP server")
-    add_pipeline_args(p)
-    defaults = _suppress_pipeline_defaults(p)
-    p.set_defaults(func=run, pipeline_defaults=defaults)
-
-
-def _pipeline_actions() -> Dict[str, argparse.Action]:
-    """The pipeline flags' actions by dest (whatever add_pipeline_args defines today)."""
-    probe = argparse.ArgumentParser(add_help=False)
-    add_pipeline_args(probe)
-    return {a.dest: a for a in probe._actions}
-
-
-def _suppress_pipeline_defaults(p: argparse.ArgumentParser) -> Dict[str, Any]:
-    """Record the pipeline flags' defaults and hide them, so parsed args hold only flags given
-    explicitly (they must beat the config file, which beats the defaults)."""
-    dests = set(_pipeline_actions())
-    defaults = {}
-    for action in p._actions:
-        if action.dest in dests:
-            default, convert = action.default, action.type
-            if isinstance(default, str) and callable(convert):
-                default = convert(default)  # what argparse does with a str default
-            defaults[action.dest] = default
-            if action.help and "%(default)s" in action.help:  # --help must still say it
-                action.help = action.help.replace("%(default)s", str(action.default))
-            action.default = SUPPRESS
-    return defaults
-
-
-def _pipeline_value(key: str, value: Any, action: argparse.Action, where: str) -> Any:
-    """A [pipeline] TOML value run through its flag's parsing and choices."""
-    if action.nargs == 0:  # store_true / store_const flags take booleans
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} {key} must be true or false, not {value!r}")
-        return action.const if value else action.default
-    if isinstance(value, list):
-        value = "x".join(str(v) for v in value)  # det_size = [416, 320]
-    convert: Any = action.type
-    if convert is not None and not isinstance(value, bool):
-        try:
-            numeric = isinstance(value, (int, float)) and convert is float
-            value = convert(value if numeric else str(value))
-        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            raise ConfigError(f"{where} {key}: {exc}") from None
-    if action.choices is not None and value not in action.choices:
-        choices = ", ".join(str(c) for c in action.choices)
-        raise ConfigError(f"{where} {key} must be one of {choices}, not {value!r}")
-    return value
-
-
-def pipeline_config(table: Dict[str, Any], args: argparse.Namespace, where: str
-                    ) -> PipelineConfig:
-    """[pipeline] table + explicit flags -> PipelineConfig through ``config_from_args``."""
-    actions = _pipeline_actions()
-    values = dict(args.pipeline_defaults)
-    for key, value in table.items():
-        if key not in actions:
-            raise svc_config.unknown_key(f"{where} [pipeline]", key, actions)
-        values[key] = _pipeline_value(key, value, actions[key], f"{where} [pipeline]")
-    values.update({k: v for k, v in vars(args).items() if k in actions})
-    return config_from_args(argparse.Namespace(**values))
+    add_pipeline_args(p, explicit_only=True)  # given flags only: they beat the config file
+    p.set_defaults(func=run)
 
 
 def flag_tables(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
-    """The service flags given explicitly, as config tables."""
+    """The flags given explicitly, as config tables (the pipeline flags as ``[pipeline]``: their
+    names are its keys)."""
     out: Dict[str, Dict[str, Any]] = {}
+    pipeline = {k: v for k, v in vars(args).items() if k in PIPELINE_FIELDS}
+    if pipeline:
+        out["pipeline"] = pipeline
     for key, value in vars(args).items():
         if key.startswith("cfg:"):
             section, name = key[4:].split(".", 1)
@@ -202,8 +146,7 @@ def resolve(args: argparse.Namespace) -> svc_config.ServiceConfig:
     where = f"config {path}" if path else "config"
     tables = svc_config.merge(file_tables, source_layer(args),
                               svc_config.parse_set(tuple(args.set)), flag_tables(args))
-    pipeline = pipeline_config(tables.get("pipeline", {}), args, where)
-    return svc_config.build_config(tables, pipeline, where)
+    return svc_config.build_config(tables, where)
 
 
 def check_device(cfg: svc_config.ServiceConfig) -> None:

@@ -10,7 +10,6 @@ defaults < TOML file < ``--set section.key=value`` < dedicated flags. Every mist
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, Union, get_type_hints
 
 from ..config import PipelineConfig
+from ..config_checks import coerce, unknown_key
 from ..errors import ConfigError
 from ..io.capture import CaptureOptions
 from ..io.uri import NETWORK_SCHEMES, has_credentials, redact, with_credentials
@@ -226,32 +226,6 @@ def merge(*layers: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def unknown_key(what: str, name: str, known: Any) -> ConfigError:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
-    return ConfigError(f"{what}: unknown key {name!r}{hint}")
-
-
-def _coerce(where: str, value: Any, kind: Any) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be true or false, not {value!r}")
-    if kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be an integer, not {value!r}")
-    if kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{where} must be a number, not {value!r}")
-    if kind is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where} must be a string, not {value!r}")
-    return value
-
-
 def section_from_dict(cls: Type[T], data: Mapping[str, Any], where: str) -> T:
     """A frozen section dataclass from a table: unknown keys and wrong types are errors."""
     hints = get_type_hints(cls)
@@ -260,7 +234,7 @@ def section_from_dict(cls: Type[T], data: Mapping[str, Any], where: str) -> T:
     for key, value in data.items():
         if key not in names:
             raise unknown_key(where, key, names)
-        values[key] = _coerce(f"{where} {key}", value, hints[key])
+        values[key] = coerce(f"{where} {key}", value, hints[key])
     return cls(**values)
 
 
@@ -332,9 +306,12 @@ def _validate_source(src: SourceSection, where: str) -> None:
            "http(s):// uri")
 
 
-def build_config(tables: Mapping[str, Mapping[str, Any]], pipeline: PipelineConfig,
-                 where: str = "config") -> ServiceConfig:
-    """A validated :class:`ServiceConfig` from merged tables (``[pipeline]`` already resolved)."""
+def build_config(tables: Mapping[str, Mapping[str, Any]], where: str = "config"
+                 ) -> ServiceConfig:
+    """A validated :class:`ServiceConfig` from merged tables (:func:`merge`: defaults -> TOML ->
+    ``--set`` -> flags, every layer a table); ``[pipeline]`` through
+    :meth:`PipelineConfig.from_table`, the other sections through their dataclasses."""
+    pipeline = PipelineConfig.from_table(tables.get("pipeline", {}), where=where)
     sections: Dict[str, Any] = {}
     listed = tables.get("source")
     if isinstance(listed, list):
