@@ -27,8 +27,19 @@ TOPIC = "trt-pose-td/{}/poses"
 
 
 def sink(port: int, camera: str, spool_path: Path, **kw) -> MqttSink:
-    return MqttSink("127.0.0.1", port, camera=camera, qos=1, reconnect_min_s=0.2,
-                    reconnect_max_s=0.5, spool=Spool(spool_path, **kw.pop("spool", {})), **kw)
+    backoff = kw.pop("backoff", 0.2)
+    return MqttSink("127.0.0.1", port, camera=camera, qos=1, reconnect_min_s=backoff,
+                    reconnect_max_s=max(backoff, 0.5),
+                    spool=Spool(spool_path, **kw.pop("spool", {})), **kw)
+
+
+def write(s: MqttSink, first: int, last: int, persons: int = 1) -> None:
+    """Messages ``first`` .. ``last - 1`` (seq = index) in bursts of 200, each burst let through
+    to the spool before the next (a camera writes at most tens a second, not thousands)."""
+    for start in range(first, last, 200):
+        for i in range(start, min(last, start + 200)):
+            s.write(result(i, persons=persons, seq=i))
+        wait_for(lambda: s.stats().queued == 0 or s.stats().connected, 30, "the spill")
 
 
 class Collector:
@@ -64,16 +75,16 @@ def persistent(tmp_path):
 def test_an_outage_is_spooled_then_replayed_in_order_while_live_messages_flow(persistent,
                                                                                tmp_path):
     broker, got = persistent
-    s = sink(broker.port, "door", tmp_path / "door.sqlite")
+    # the consumer (reconnecting every <= 1 s) is back before the sink (every 3 s), so what it
+    # sees is the order the sink sent (a broker may reorder what it queued for an absent one)
+    s = sink(broker.port, "door", tmp_path / "door.sqlite", backoff=3.0)
     try:
         wait_for(lambda: s.stats().connected, 10, "the connection")
-        for i in range(50):
-            s.write(result(i, persons=1, seq=i))
+        write(s, 0, 50)
         got.until(50)
         broker.stop(graceful=True)
         wait_for(lambda: not s.stats().connected, 15, "the disconnect")
-        for i in range(50, 3050):  # the outage: everything goes to disk
-            s.write(result(i, persons=1, seq=i))
+        write(s, 50, 3050)  # the outage: everything goes to disk
         wait_for(lambda: s.stats().spool_written == 3000, 30, "3000 messages on disk")
         broker.start()
         wait_for(lambda: s.stats().connected, 20, "the reconnection")
@@ -97,8 +108,7 @@ def test_a_restart_during_an_outage_sends_the_spool_when_the_broker_returns(pers
     broker, got = persistent
     broker.stop(graceful=True)
     first = sink(broker.port, "gate", tmp_path / "gate.sqlite")
-    for i in range(200):
-        first.write(result(i, persons=1, seq=i))
+    write(first, 0, 200)
     first.close(timeout=1.0)  # broker away: what is in memory goes to disk too
     assert first.stats().spooled == 200 and first.stats().dropped == 0
     broker.start()
@@ -114,8 +124,7 @@ def test_the_cap_keeps_the_newest_and_counts_what_it_dropped(persistent, tmp_pat
     broker.stop(graceful=True)
     s = sink(broker.port, "yard", tmp_path / "yard.sqlite", spool={"max_mb": 0.05})
     try:
-        for i in range(500):
-            s.write(result(i, persons=3, seq=i))
+        write(s, 0, 500, persons=3)
         wait_for(lambda: s.stats().spool_written + s.stats().spool_dropped_cap >= 500, 30,
                  "the writes to reach the spool")
         kept = s.stats().spooled

@@ -25,6 +25,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_KEYS = {"frame", "source", "timestamp", "persons"}
+SERVE_KEYS = RUN_KEYS | {"run_id", "seq"}  # the service adds its start id and a frame counter
 
 
 def free_port() -> int:
@@ -357,7 +358,9 @@ class Serve:
         cmd = [sys.executable, "-m", "trt_pose_td", "serve", *args, "--threads", "1",
                "--http", f"127.0.0.1:{self.http_port}",
                "--set", "service.status_interval_s=1"]
-        full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+        full_env = dict(os.environ, PYTHONPATH=str(REPO),  # the MQTT spool: in tmp_path
+                        XDG_STATE_HOME=str(tmp_path / "state"), **(env or {}))
+        full_env.pop("STATE_DIRECTORY", None)
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,
                                      stderr=open(self.stderr_path, "w"), text=True)
         self.lines: List[str] = []
