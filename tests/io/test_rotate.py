@@ -7,6 +7,8 @@ import gzip
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -166,3 +168,31 @@ def test_the_floor_stops_writing_and_resumes_on_a_small_file_system(tmp_path, ca
         seqs = [d["seq"] for d in all_lines(fs / "poses.jsonl")]
         assert seqs[-20:] == list(range(seq - 20, seq))  # the lines after it, all there
         assert os.statvfs(fs).f_bavail > 0
+
+
+def test_the_follow_command_prints_every_line_across_rotations(tmp_path):
+    path = tmp_path / "poses.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    out = open(tmp_path / "followed.txt", "w")  # a file: a pipe nobody reads fills up
+    live = subprocess.Popen([sys.executable, "-m", "trt_pose_td", "follow", str(path)],
+                            stdout=out, env=env)
+    try:
+        time.sleep(1.5)  # the command waits for the file (as tail -F does)
+        sink = RotatingJsonlSink(str(path), rotate_mb=0.01, keep=0, gzip=True, min_free_mb=0)
+        for i in range(300):
+            sink.write(result(i, persons=1, seq=i))
+        sink.close()
+        wait_gzipped(path)
+        time.sleep(1.0)
+    finally:
+        live.terminate()
+        live.wait(10)
+        out.close()
+    seen = [json.loads(line)["seq"] for line in (tmp_path / "followed.txt").open()]
+    assert seen == list(range(300))
+    once = subprocess.run([sys.executable, "-m", "trt_pose_td", "follow", str(path),
+                           "--from-start", "--once"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert once.returncode == 0, once.stderr
+    assert [json.loads(line)["seq"] for line in once.stdout.splitlines()] == list(range(300))
+    assert len(rotated_files(path)) > 10

@@ -44,13 +44,16 @@ def _newest(path: Path) -> int:
 
 
 def follow(path: str, from_start: bool = False, poll_s: float = 0.2,
-           stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
+           stop: Callable[[], bool] = lambda: False, wait: bool = True) -> Iterator[str]:
     """Lines (with their newline) of the rotating JSONL file ``path`` and its successors, until
     ``stop()`` returns True (checked between polls). Waits for ``path`` to exist; without
-    ``from_start`` begins at its current end."""
+    ``from_start`` begins at the end of what exists now. ``wait=False``: return at the end of
+    what is written now instead of waiting for more."""
     p = Path(path)
-    last = 0  # the highest closed-file counter read (or skipped)
-    at_end = not from_start
+    # the highest closed-file counter read (or skipped: without from_start, what exists now
+    # is history, and a file that appears later is read from its start)
+    last = 0 if from_start else _newest(p)
+    at_end = not from_start and p.exists()
     src: Optional[IO[str]] = None
     pending = ""
     while not stop():
@@ -63,6 +66,8 @@ def follow(path: str, from_start: bool = False, poll_s: float = 0.2,
             try:
                 src = open(p, encoding="utf-8")
             except FileNotFoundError:
+                if not wait:
+                    return
                 time.sleep(poll_s)
                 continue
             if at_end:
@@ -80,6 +85,8 @@ def follow(path: str, from_start: bool = False, poll_s: float = 0.2,
             yield from (line + "\n" for line in lines)
             continue
         if _same_file(p, src.fileno()):
+            if not wait:
+                break
             time.sleep(poll_s)
             continue
         rest = src.read()  # renamed: the writer wrote its last line before the rename
