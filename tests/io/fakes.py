@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import numpy as np
 import pytest
@@ -39,3 +41,18 @@ def mounted_tmpfs(folder: Path, size_kb: int) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def all_lines(path: Path) -> List[dict]:
+    """Every line of a rotating JSONL file: the closed files (oldest first, gzipped or not),
+    then the open one."""
+    from trt_pose_td.io.rotate import rotated_files
+
+    docs = []
+    for _, f in rotated_files(path):
+        opener = gzip.open if f.suffix == ".gz" else open
+        with opener(f, "rt") as src:  # type: ignore[operator]
+            docs += [json.loads(line) for line in src]
+    if path.exists():
+        docs += [json.loads(line) for line in path.read_text().splitlines()]
+    return docs

@@ -3,7 +3,6 @@ follower, the free-space floor on a real size-limited file system (tmpfs)."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -16,21 +15,9 @@ from typing import List
 
 import pytest
 
-from tests.io.fakes import mounted_tmpfs, result
+from tests.io.fakes import all_lines, mounted_tmpfs, result
 from trt_pose_td.io.follow import follow
 from trt_pose_td.io.rotate import RotatingJsonlSink, rotated_files
-
-
-def all_lines(path: Path) -> List[dict]:
-    """Every line of the closed files (oldest first, gz or not) and then of the open file."""
-    docs = []
-    for _, f in rotated_files(path):
-        opener = gzip.open if f.suffix == ".gz" else open
-        with opener(f, "rt") as src:  # type: ignore[operator]
-            docs += [json.loads(line) for line in src]
-    if path.exists():
-        docs += [json.loads(line) for line in path.read_text().splitlines()]
-    return docs
 
 
 def wait_gzipped(path: Path, timeout: float = 20.0) -> None:

@@ -71,7 +71,7 @@ def sink_warnings(sinks: Dict[str, Dict[str, Any]], camera: Optional[str] = None
     jsonl, mqtt = sinks.get("jsonl"), sinks.get("mqtt")
     who = f"{camera}: " if camera else ""
     if jsonl and jsonl["paused"]:
-        out.append(f"jsonl paused: {jsonl['free_mb']:.0f} MB free on the disk of "
+        out.append(f"jsonl paused: {jsonl['free_mb']:.1f} MB free on the disk of "
                    f"{jsonl['path']}, below the {jsonl['floor_mb']:.0f} MB floor "
                    f"({jsonl['skipped']} line(s) not written)")
     if mqtt and mqtt.get("spooled"):
