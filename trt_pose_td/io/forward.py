@@ -107,6 +107,13 @@ class Forwarder:
         self._stopping = True
         self._wake.set()
 
+    def counters(self) -> Dict[str, int]:
+        """published, replayed, resent, dropped, expired, errors (a consistent copy)."""
+        with self._lock:
+            return {"published": self.published, "replayed": self.replayed,
+                    "resent": self.resent, "dropped": self.dropped, "expired": self.expired,
+                    "errors": self.errors}
+
     @property
     def queued(self) -> int:
         return len(self._inbox)

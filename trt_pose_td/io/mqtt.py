@@ -258,20 +258,20 @@ class MqttSink(Sink):
     def stats(self) -> MqttStats:
         f = self._fwd
         sp = self.spool.stats() if self.spool is not None else None
-        with f._lock:
-            published, resent, replayed = f.published, f.resent, f.replayed
-            dropped, expired, errors = f.dropped, f.expired, f.errors
+        c = f.counters()
         spool: Dict[str, Any] = {} if sp is None else dict(
             spooled=sp.messages, spool_bytes=sp.bytes, spool_disk_bytes=sp.disk_bytes,
             spool_written=sp.spooled, spool_dropped_cap=sp.dropped_cap,
             spool_dropped_age=sp.dropped_age, spool_dropped_floor=sp.dropped_floor,
             spool_paused=sp.paused)
-        lost = dropped + expired + (0 if sp is None else sp.dropped_cap + sp.dropped_age)
+        lost = c["dropped"] + c["expired"] + (0 if sp is None else sp.dropped_cap +
+                                                  sp.dropped_age)
         with self._lock:
-            return MqttStats(self._connected.is_set(), published, lost, f.queued,
-                             self._connects, self._disconnects, errors, self._state,
+            return MqttStats(self._connected.is_set(), c["published"], lost, f.queued,
+                             self._connects, self._disconnects, c["errors"], self._state,
                              self._failures, self._last_error, in_flight=f.in_flight,
-                             resent=resent, replayed=replayed, expired=expired, **spool)
+                             resent=c["resent"], replayed=c["replayed"], expired=c["expired"],
+                             **spool)
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what waits in memory (up to ``timeout`` s while connected), keep the rest in the

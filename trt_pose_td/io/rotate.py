@@ -3,10 +3,10 @@ and pruned, and a free-space floor below which it stops writing.
 
 Layout: ``poses.jsonl`` is always the file being written; a rotation renames it (one atomic
 ``rename``) to ``poses.jsonl.000042`` (a counter that only grows, so names sort in time order)
-and opens a new ``poses.jsonl``. With ``gzip`` a background thread compresses every closed file
-to ``poses.jsonl.000042.gz`` (written as ``.gz.part``, fsynced, renamed, then the plain file
-removed), so a file is always complete under one of its names; ``keep`` closed files stay, the
-oldest go. Each line is one ``write`` on an ``O_APPEND`` descriptor: a reader never sees half a
+and opens a new ``poses.jsonl``. A background thread fsyncs every closed file (the inference
+thread never waits for the disk), with ``gzip`` compressing it to ``poses.jsonl.000042.gz``
+(written as ``.gz.part``, fsynced, renamed, then the plain file removed), so a file is always
+complete under one of its names; ``keep`` closed files stay, the oldest go. Each line is one ``write`` on an ``O_APPEND`` descriptor: a reader never sees half a
 line, and a failed write (disk full) is cut back so the file never ends in a broken line.
 :func:`.follow.follow` reads the files in order and follows the rotation.
 """
@@ -101,7 +101,7 @@ class RotatingJsonlSink(Sink):
         if gzip:
             for _, f in existing:
                 if f.suffix != ".gz":
-                    self._compress_later(f)
+                    self._finish_later(f)
         self._prune()
 
     def _open(self) -> int:
@@ -146,7 +146,6 @@ class RotatingJsonlSink(Sink):
     def rotate(self) -> None:
         """Close the file, rename it to the next counter, open a new one (then gzip, prune)."""
         closed = self.path.with_name(f"{self.path.name}.{self._next:06d}")
-        os.fsync(self._fd)
         os.close(self._fd)
         try:
             os.rename(self.path, closed)
@@ -157,8 +156,7 @@ class RotatingJsonlSink(Sink):
         self._opened_at = self._clock()
         with self._lock:
             self._rotations += 1
-        if self.gzip:
-            self._compress_later(closed)
+        self._finish_later(closed)  # fsync (and gzip) off the inference thread
         self._prune()
 
     def _prune(self) -> None:
@@ -169,24 +167,29 @@ class RotatingJsonlSink(Sink):
             for name in (f, f.with_name(f.name + ".gz")):
                 name.unlink(missing_ok=True)
 
-    # -- compression (its own thread) -------------------------------------------------------------
-    def _compress_later(self, f: Path) -> None:
+    # -- closed files: fsync, gzip (their own thread) ---------------------------------------------
+    def _finish_later(self, f: Path) -> None:
         self._todo.put(f)
         if self._compressor is None:
-            self._compressor = threading.Thread(target=self._compress_loop, daemon=True,
+            self._compressor = threading.Thread(target=self._finish_loop, daemon=True,
                                                 name="jsonl gzip")
             self._compressor.start()
 
-    def _compress_loop(self) -> None:
+    def _finish_loop(self) -> None:
         while True:
             f = self._todo.get()
             if f is None:
                 return
             try:
-                compress_file(f)
+                if self.gzip:
+                    compress_file(f)
+                else:
+                    with open(f, "rb") as done:
+                        os.fsync(done.fileno())
             except OSError as exc:  # pruned meanwhile, or the disk is full: leave it plain
                 if not isinstance(exc, FileNotFoundError):
-                    log.warning("jsonl: cannot gzip %s: %s", f, os_reason(exc))
+                    log.warning("jsonl: cannot %s %s: %s", "gzip" if self.gzip else "fsync", f,
+                                os_reason(exc))
 
     # -- state ------------------------------------------------------------------------------------
     def stats(self) -> JsonlStats:
