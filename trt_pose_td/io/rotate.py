@@ -6,8 +6,9 @@ Layout: ``poses.jsonl`` is always the file being written; a rotation renames it 
 and opens a new ``poses.jsonl``. A background thread fsyncs every closed file (the inference
 thread never waits for the disk), with ``gzip`` compressing it to ``poses.jsonl.000042.gz``
 (written as ``.gz.part``, fsynced, renamed, then the plain file removed), so a file is always
-complete under one of its names; ``keep`` closed files stay, the oldest go. Each line is one ``write`` on an ``O_APPEND`` descriptor: a reader never sees half a
-line, and a failed write (disk full) is cut back so the file never ends in a broken line.
+complete under one of its names; ``keep`` closed files stay, the oldest go. Each line is one
+``write`` on an ``O_APPEND`` descriptor: a reader never sees half a line, and a failed write
+(disk full) is cut back so the file never ends in a broken line.
 :func:`.follow.follow` reads the files in order and follows the rotation.
 """
 
