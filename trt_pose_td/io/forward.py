@@ -246,9 +246,7 @@ class Forwarder:
                 message = self._inbox.popleft()
             except IndexError:
                 return
-            if not self.spool.put(self.topic, message.payload, message.t):
-                with self._lock:
-                    self.dropped += 1  # the spool counts why (floor, too large)
+            self.spool.put(self.topic, message.payload, message.t)  # False: it counted why
 
     def _idle(self) -> None:
         if self.spool is not None and time.monotonic() >= self._housekeeping_at:

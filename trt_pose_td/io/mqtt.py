@@ -150,6 +150,11 @@ class MqttSink(Sink):
             ca, cert, key = self._tls
             c.tls_set(ca_certs=ca or None, certfile=cert or None, keyfile=key or None)
         c.will_set(self.status_topic, "offline", qos=1, retain=True)
+        c.max_inflight_messages_set(0)  # the forwarder's window bounds it: paho never queues
+        # only our network thread writes to the socket: without this, paho's publish() writes
+        # from the caller's thread too (it does so when loop_start() is not used), and two
+        # threads popping its packet queue can put messages on the wire out of order
+        c.on_socket_register_write = lambda client, userdata, sock: None
         c.on_connect = lambda *a: self._on_connect(gen, *a)
         c.on_disconnect = self._on_disconnect
         c.on_publish = lambda client, userdata, mid, *rest: self._fwd.acked(
@@ -264,8 +269,7 @@ class MqttSink(Sink):
             spool_written=sp.spooled, spool_dropped_cap=sp.dropped_cap,
             spool_dropped_age=sp.dropped_age, spool_dropped_floor=sp.dropped_floor,
             spool_paused=sp.paused)
-        lost = c["dropped"] + c["expired"] + (0 if sp is None else sp.dropped_cap +
-                                                  sp.dropped_age)
+        lost = c["dropped"] + c["expired"] + (0 if sp is None else sp.dropped)
         with self._lock:
             return MqttStats(self._connected.is_set(), c["published"], lost, f.queued,
                              self._connects, self._disconnects, c["errors"], self._state,

@@ -82,5 +82,5 @@ def sink_warnings(sinks: Dict[str, Dict[str, Any]], camera: Optional[str] = None
     if mqtt and mqtt.get("dropped"):
         why = ", ".join(f"{reason} {mqtt[key]}" for key, reason in SPOOL_DROPS if mqtt.get(key))
         out.append(f"{who}mqtt dropped {mqtt['dropped']} message(s)"
-                   + (f" ({why})" if why else " (memory queue full, no spool)"))
+                   + (f" ({why})" if why else " (memory queue full)"))
     return out
