@@ -83,7 +83,7 @@ class Consumer:
                                   protocol=mqtt.MQTTv5)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.5, 2)
+        self.client.reconnect_delay_set(1, 2)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.client.connect("127.0.0.1", port, clean_start=False, properties=props)

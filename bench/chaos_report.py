@@ -48,7 +48,7 @@ def count_outages(run: Dict[str, Any]) -> Dict[str, Any]:
     got: Dict[Tuple[str, str], Counter] = defaultdict(Counter)
     for _, run_id, cam, seq, _ in run["received"]:
         got[(run_id, cam)][seq] += 1
-    rows = []
+    rows: List[Dict[str, Any]] = []
     for name, run_id, cam, lo, hi in _segments(run["events"]):
         w = {q for q in written[(run_id, cam)] if lo <= q < hi}
         r = got[(run_id, cam)]
