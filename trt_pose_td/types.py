@@ -241,22 +241,30 @@ class BatchInfo:
 @dataclass
 class FrameResult:
     """What the pipeline returns for one frame. ``batch``: set by ``pipeline.batch(frames)``
-    (the same :class:`BatchInfo` object for every frame of that call), None otherwise."""
+    (the same :class:`BatchInfo` object for every frame of that call), None otherwise.
+    ``run_id`` / ``seq``: set by the service (its start id; the camera's frame counter, +1 per
+    processed frame from 0), so a consumer can count gaps; unset ("" / None) elsewhere."""
 
     frame: Frame
     poses: Poses
     times: StageTimes
     batch: Optional[BatchInfo] = None
+    run_id: str = ""
+    seq: Optional[int] = None
 
     def to_dict(self) -> dict:
         """The ``poses.jsonl`` object: ``{"frame", "source", "camera" (only when the frame has
-        one), "timestamp", "persons": [{"box": [x1, y1, x2, y2], "score", "keypoints": [[x, y,
-        score] x 17]}]}`` (pixels, original frame; coordinates rounded to 0.01 px, scores to
-        1e-4)."""
+        one), "run_id" and "seq" (only when set: the service), "timestamp", "persons": [{"box":
+        [x1, y1, x2, y2], "score", "keypoints": [[x, y, score] x 17]}]}`` (pixels, original
+        frame; coordinates rounded to 0.01 px, scores to 1e-4)."""
         doc: dict = {"frame": self.frame.index,
                      "source": redact(self.frame.source)}  # never a camera password
         if self.frame.camera:
             doc["camera"] = self.frame.camera
+        if self.run_id:
+            doc["run_id"] = self.run_id
+        if self.seq is not None:
+            doc["seq"] = self.seq
         doc.update(timestamp=round(self.frame.timestamp, 6), persons=self.poses.to_list())
         return doc
 

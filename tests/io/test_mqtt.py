@@ -1,26 +1,18 @@
-"""The MQTT sink against a real mosquitto broker (Debian's package), killed and restarted."""
+"""The MQTT sink against a real mosquitto broker (Debian's package), killed and restarted.
+Store-and-forward (the spool) is in test_mqtt_spool.py."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
+from tests.io.fakes import result
 from tests.service.helpers import Broker, Subscriber, free_port, wait_for
-from trt_pose_td.types import Frame, FrameResult, Poses, StageTimes
 
 pytest.importorskip("paho.mqtt.client")
 
 from trt_pose_td.io.mqtt import MqttSink
-
-
-def result(index: int, persons: int = 2) -> FrameResult:
-    rng = np.random.default_rng(index)
-    poses = Poses(rng.uniform(0, 60, (persons, 17, 2)), rng.uniform(0, 1, (persons, 17)),
-                  np.tile([1.0, 2.0, 50.0, 60.0], (persons, 1)), np.full(persons, 0.9))
-    return FrameResult(Frame(np.zeros((64, 64, 3), np.uint8), index, 100.0 + index, "cam"),
-                       poses, StageTimes(total=1.0))
 
 
 @pytest.fixture

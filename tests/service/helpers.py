@@ -25,6 +25,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_KEYS = {"frame", "source", "timestamp", "persons"}
+SERVE_KEYS = RUN_KEYS | {"run_id", "seq"}  # the service adds its start id and a frame counter
 
 
 def free_port() -> int:
@@ -81,22 +82,41 @@ class Broker:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """Killed like a crash (no goodbye to the clients), or ``graceful``: SIGTERM, so a
+        broker with ``persistence true`` saves its sessions."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()  # like a crash: no clean goodbye to the clients
+            if graceful:
+                self.proc.terminate()
+            else:
+                self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
+
+    @classmethod
+    def persistent(cls, folder: Path, port: Optional[int] = None) -> Broker:
+        """A broker that keeps sessions across a graceful restart, and queues any number of
+        messages for a persistent subscriber that is away."""
+        return cls(port, "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                   f"persistence_location {folder}/\nmax_queued_messages 0\n"
+                   "user root\n", folder)  # as root: stay root to write the folder
 
 
 class Subscriber:
     """A paho client collecting (topic, payload) pairs of ``topic`` (wildcards allowed)."""
 
     def __init__(self, port: int, topic: str, tls: Optional[Dict[str, str]] = None,
-                 auth: Optional[Tuple[str, str]] = None) -> None:
+                 auth: Optional[Tuple[str, str]] = None, session_expiry_s: int = 0,
+                 client_id: str = "") -> None:
+        """``session_expiry_s`` > 0: an MQTT 5 persistent session (clean_start false) that
+        the broker keeps that long while this client is away, queueing its QoS 1 messages;
+        the client reconnects by itself (paho's loop) when the broker comes back."""
         import paho.mqtt.client as mqtt
 
         self.messages: queue.Queue[Tuple[str, bytes, bool]] = queue.Queue()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        v5 = session_expiry_s > 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
         if tls:
             self.client.tls_set(**tls)
         if auth:
@@ -106,7 +126,16 @@ class Subscriber:
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload,
                                                                     bool(m.retain)))
-        self.client.connect("127.0.0.1", port)
+        self.client.reconnect_delay_set(0.2, 1)
+        if v5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry_s
+            self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
+        else:
+            self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not self._subscribed.wait(10):
             pytest.fail("subscriber could not subscribe")
@@ -329,7 +358,9 @@ class Serve:
         cmd = [sys.executable, "-m", "trt_pose_td", "serve", *args, "--threads", "1",
                "--http", f"127.0.0.1:{self.http_port}",
                "--set", "service.status_interval_s=1"]
-        full_env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+        full_env = dict(os.environ, PYTHONPATH=str(REPO),  # the MQTT spool: in tmp_path
+                        XDG_STATE_HOME=str(tmp_path / "state"), **(env or {}))
+        full_env.pop("STATE_DIRECTORY", None)
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,
                                      stderr=open(self.stderr_path, "w"), text=True)
         self.lines: List[str] = []

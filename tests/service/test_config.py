@@ -108,6 +108,15 @@ def test_password_is_masked_in_the_logged_config(tmp_path):
      "password_file or password_env, not both"),
     ('[source]\nuri = "x"\n[http]\nmax_connections = 0', "max_connections >= 1"),
     ('[source\nuri = "x"', "cannot parse config"),
+    ('[source]\nuri = "x"\n[jsonl]\nkeep = -1', "[jsonl] rotate_mb, rotate_s, keep and"),
+    ('[source]\nuri = "x"\n[jsonl]\nrotate_mb = "64M"', "[jsonl] rotate_mb must be a number"),
+    ('[source]\nuri = "x"\n[jsonl]\ngzip = "yes"', "[jsonl] gzip must be true or false"),
+    ('[source]\nuri = "x"\n[mqtt]\nspool_max_mb = 0', "needs spool_max_mb > 0"),
+    ('[source]\nuri = "x"\n[mqtt]\nspool_sync = "always"', "spool_sync must be \"normal\" or"),
+    ('[source]\nuri = "x"\n[mqtt]\nprotocol = "5.0"', "protocol must be \"3.1.1\" or \"5\""),
+    ('[source]\nuri = "x"\n[mqtt]\nmessage_expiry_s = 60',
+     "message_expiry_s needs protocol = \"5\""),
+    ('[source]\nuri = "x"\n[mqtt]\nspool_dirr = "/x"', "did you mean 'spool_dir'?"),
 ])
 def test_mistakes_are_one_line_errors_naming_the_key(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -166,3 +175,26 @@ def test_source_credentials_come_from_a_file_or_the_environment(tmp_path, monkey
         source_uri(SourceSection(uri="rtsp://u@cam/x", password_env="CAM_NOPE"))
     with pytest.raises(ConfigError, match="cannot read"):
         source_uri(SourceSection(uri="rtsp://u@cam/x", password_file=str(tmp_path / "no")))
+
+
+def test_the_spool_folder_defaults_to_the_state_folder(monkeypatch, tmp_path):
+    from trt_pose_td.service.config import MqttSection
+
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/trt-pose-td:/var/lib/other")
+    assert MqttSection().spool_folder() == Path("/var/lib/trt-pose-td/spool")  # systemd
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert MqttSection().spool_folder() == tmp_path / "trt-pose-td" / "spool"
+    assert MqttSection(spool_dir="").spool_folder() is None
+    assert MqttSection(spool_dir="/data/spool").spool_folder() == Path("/data/spool")
+
+
+def test_an_unusable_spool_folder_is_refused_before_the_engines_load(tmp_path):
+    (tmp_path / "file").write_text("x")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trt_pose_td", "serve", "x.mp4", "--mqtt", "127.0.0.1:1",
+         "--no-http", "--set", f"mqtt.spool_dir=\"{tmp_path / 'file' / 'spool'}\""],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"trt-pose-td serve: error: [mqtt] spool_dir {tmp_path / 'file' / 'spool'} cannot be a "
+        f"folder ({tmp_path / 'file'} is a file)"]

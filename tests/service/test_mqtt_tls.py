@@ -154,4 +154,4 @@ def test_serve_shows_a_broker_unreachable_at_start(service_clip, tmp_path, procs
     assert code == 0
     log = serve.log
     assert f"mqtt: cannot connect to 127.0.0.1:{port}: ConnectionRefusedError" in log
-    assert f"client id trt-pose-td-{socket.gethostname()}-camera0)" in log  # host and camera
+    assert f"client id trt-pose-td-{socket.gethostname()}-camera0," in log  # host and camera

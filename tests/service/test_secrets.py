@@ -1,11 +1,14 @@
 """Nothing secret leaves `serve`: a camera password (in the URI, or in a password file) and the
 HTTP token are searched for in every output channel -- JSONL, MQTT payloads through a real
-mosquitto, /healthz, /metrics, /stats.json, the preview page and the log -- while the source
-(an MJPEG camera on loopback demanding HTTP Basic auth) streams, drops and reconnects."""
+mosquitto, the MQTT spool on disk (the broker is stopped once), /healthz, /metrics, /stats.json,
+the preview page and the log -- while the source (an MJPEG camera on loopback demanding HTTP
+Basic auth) streams, drops and reconnects."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import zlib
 from pathlib import Path
 
 import pytest
@@ -65,6 +68,21 @@ def frames(serve: Serve) -> int:
     return json.loads(body)["frames"] if status == 200 else 0
 
 
+def spooled(serve: Serve) -> int:
+    status, body = get(serve, "/stats.json")
+    return json.loads(body)["sinks"]["mqtt"]["spooled"] if status == 200 else 0
+
+
+def spool_text(tmp_path: Path, raw: bool = False) -> str:
+    """The spooled messages (decompressed), or ``raw``: every byte under the state folder."""
+    folder = tmp_path / "state" / "trt-pose-td" / "spool"
+    if raw:
+        return "".join(f.read_bytes().decode("latin-1") for f in folder.iterdir())
+    with sqlite3.connect(f"file:{folder / 'camera0.sqlite'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT topic, payload FROM spool").fetchall()
+    return "\n".join(t + zlib.decompress(p).decode() for t, p in rows)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["uri", "password_file"])
 def test_no_channel_shows_the_camera_password_or_the_token(service_clip, tmp_path, procs, form):
@@ -85,6 +103,10 @@ def test_no_channel_shows_the_camera_password_or_the_token(service_clip, tmp_pat
         assert get(serve, "/healthz", token="")[0] in (200, 503)
         assert http_get(serve.url + f"/stats.json?token={TOKEN}")[0] == 200
         seen += [get(serve, r)[1] for r in ("/", "/metrics", "/stats.json")]
+        broker.stop()  # an outage: the poses go to the spool on disk
+        wait_for(lambda: spooled(serve) >= 3, 60, "poses in the spool")
+        spool = spool_text(tmp_path)
+        broker.start()
         camera.stop()  # unplugged: open errors and reconnect messages carry the URI
         wait_for(lambda: "cannot open" in get(serve, "/healthz", "")[1], 30,
                  "/healthz naming the open error")
@@ -104,8 +126,10 @@ def test_no_channel_shows_the_camera_password_or_the_token(service_clip, tmp_pat
     assert payloads and jsonl
     source = json.loads(jsonl.splitlines()[0])["source"]
     assert source == f"http://***@127.0.0.1:{camera.port}/cam.mjpg"  # named, not revealed
+    assert f"http://***@127.0.0.1:{camera.port}/cam.mjpg" in spool
     channels = {"jsonl": jsonl, "mqtt": "\n".join(payloads), "http": "\n".join(seen),
-                "log": serve.log, "stdout": "".join(serve.lines)}
+                "log": serve.log, "stdout": "".join(serve.lines), "spool": spool,
+                "state folder": spool_text(tmp_path, raw=True)}
     for name, text in channels.items():
         assert SECRET not in text, f"the camera password leaked into {name}"
         assert TOKEN not in text, f"the HTTP token leaked into {name}"

@@ -13,7 +13,7 @@ import pytest
 
 from tests.service.helpers import (
     REPO,
-    RUN_KEYS,
+    SERVE_KEYS,
     MjpegCamera,
     NotifySocket,
     Serve,
@@ -41,12 +41,14 @@ def test_serve_end_to_end_jsonl_mqtt_http_systemd_sigterm(service_clip, tmp_path
         # JSONL on stdout, the `run` schema
         wait_for(lambda: len(serve.lines) >= 3, 30, "three JSONL lines")
         docs = [json.loads(line) for line in serve.lines[:3]]
-        assert all(set(d) == RUN_KEYS for d in docs)
+        assert all(set(d) == SERVE_KEYS for d in docs)  # run's schema + run_id, seq
+        assert [d["seq"] for d in docs] == [0, 1, 2] and docs[0]["run_id"] == docs[2]["run_id"]
         assert docs[0]["persons"] and len(docs[0]["persons"][0]["keypoints"]) == 17
         # MQTT, per-camera topic, plus the retained status
         topic, payload, _ = sub.get(topic="trt-pose-td/lobby/poses")
         msg = json.loads(payload)
-        assert msg["camera"] == "lobby" and set(msg) == RUN_KEYS | {"camera"}
+        assert msg["camera"] == "lobby" and set(msg) == SERVE_KEYS | {"camera"}
+        assert msg["run_id"] == docs[0]["run_id"]
         assert msg["persons"][0]["box"] and len(msg["persons"][0]["keypoints"]) == 17
         # HTTP
         status, health = http_json(serve.url + "/healthz")
@@ -148,7 +150,8 @@ def test_file_source_end_exits_zero_with_every_frame(service_clip, tmp_path, pro
     assert serve.proc.wait(timeout=60) == 0, serve.log[-3000:]
     docs = [json.loads(line) for line in out.read_text().splitlines()]
     assert [d["frame"] for d in docs] == list(range(10))
-    assert all(set(d) == RUN_KEYS for d in docs)
+    assert [d["seq"] for d in docs] == list(range(10))
+    assert all(set(d) == SERVE_KEYS for d in docs)
     assert "source ended: stopping" in serve.log
 
 

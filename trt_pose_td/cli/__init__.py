@@ -17,8 +17,8 @@ from .. import __version__
 from ..errors import TrtPoseError
 
 #: Subcommand modules in --help order.
-COMMANDS = ("doctor", "fetch", "run", "bench", "eval", "quantize", "serve", "healthcheck",
-            "build", "precompile")
+COMMANDS = ("doctor", "fetch", "run", "bench", "eval", "quantize", "serve", "follow",
+            "healthcheck", "build", "precompile")
 
 #: The exit-status line each subcommand's --help ends with (what 1 means, where it is used).
 PARTIAL = {

@@ -9,7 +9,7 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import SourceError
-from ..io.paths import check_output_file
+from ..io.paths import check_output_dir, check_output_file
 from ..service import config as svc_config
 from ..service.cameras import camera_sources
 from .common import PIPELINE_FIELDS, add_pipeline_args, nonneg_int
@@ -175,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
     jsonl_file = cfg.jsonl.file()
     if jsonl_file is not None:  # before the engines load, not after
         check_output_file(jsonl_file, "--jsonl / [jsonl] path")
+    spool = cfg.mqtt.spool_folder() if cfg.mqtt.host else None
+    if spool is not None:
+        check_output_dir(spool, "[mqtt] spool_dir")
     check_device(cfg)
     if not args.verbose:
         logging.getLogger().setLevel(logging.INFO)  # the service's log is its journal

@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..io.capture import CaptureOptions
 from ..io.uri import NETWORK_SCHEMES, has_credentials, redact, with_credentials
 from .cameras import check_cameras, merge_sources
+from .sink_config import JsonlSection, MqttSection, validate_jsonl, validate_mqtt
 
 T = TypeVar("T")
 
@@ -65,48 +66,6 @@ class SourceSection(CaptureOptions):
 
     def capture_options(self) -> CaptureOptions:
         return CaptureOptions(**{f.name: getattr(self, f.name) for f in fields(CaptureOptions)})
-
-
-@dataclass(frozen=True)
-class JsonlSection:
-    """path: "-" for stdout, a file (appended to), "" for none, or "auto": stdout unless stdout
-    is the systemd journal (~11 KB a frame there would drown the log), then none."""
-
-    path: str = "auto"
-
-    #: the values that name no file
-    NOT_FILES = ("", "-", "auto")
-
-    def file(self) -> Optional[Path]:
-        """The file the poses are appended to, or None (stdout, none, or "auto")."""
-        return None if self.path in self.NOT_FILES else Path(self.path)
-
-
-@dataclass(frozen=True)
-class MqttSection:
-    """host "" disables MQTT. topic / status_topic may use {camera}; client_id {host} and
-    {camera} (default: unique per host and camera). queue_size bounds the messages held while
-    the broker is away (oldest dropped first). tls: ca_file (else the system CAs), cert_file /
-    key_file for client-certificate auth. password_file keeps the secret out of the config."""
-
-    host: str = ""
-    port: int = 1883
-    topic: str = "trt-pose-td/{camera}/poses"
-    status_topic: str = "trt-pose-td/{camera}/status"
-    qos: int = 0
-    retain: bool = False
-    client_id: str = "trt-pose-td-{host}-{camera}"
-    username: str = ""
-    password: str = ""
-    password_file: str = ""
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    keepalive: int = 30
-    queue_size: int = 100
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -261,26 +220,11 @@ def validate(cfg: ServiceConfig, where: str = "config") -> None:
         _check(getattr(s, name) > 0, f"{where} [service] {name} must be > 0")
     _check(s.max_consecutive_errors >= 1, f"{where} [service] max_consecutive_errors must be >= 1")
     _check(s.max_frames >= 0, f"{where} [service] max_frames must be >= 0")
-    _check(m.qos in (0, 1, 2), f"{where} [mqtt] qos must be 0, 1 or 2, not {m.qos}")
-    _check(1 <= m.port <= 65535, f"{where} [mqtt] port must be 1..65535, not {m.port}")
-    _check(m.queue_size >= 1 and m.keepalive >= 5,
-           f"{where} [mqtt] needs queue_size >= 1 and keepalive >= 5")
-    _check(0 < m.reconnect_min_s <= m.reconnect_max_s,
-           f"{where} [mqtt] needs 0 < reconnect_min_s <= reconnect_max_s")
-    _check(not (m.password and m.password_file),
-           f"{where} [mqtt] give password or password_file, not both")
-    _check(not m.key_file or bool(m.cert_file), f"{where} [mqtt] key_file needs cert_file")
-    try:
-        m.client_id.format(host="h", camera="c")
-    except (KeyError, IndexError, ValueError):
-        raise ConfigError(f"{where} [mqtt] client_id may use {{host}} and {{camera}} only, not "
-                          f"{m.client_id!r}") from None
+    validate_mqtt(m, _check, where)
+    validate_jsonl(cfg.jsonl, _check, where)
     _check(h.max_connections >= 1 and h.timeout_s > 0,
            f"{where} [http] needs max_connections >= 1 and timeout_s > 0")
     _check(s.log_repeat_interval_s >= 0, f"{where} [service] log_repeat_interval_s must be >= 0")
-    for topic in (m.topic, m.status_topic):
-        _check(topic != "" and "#" not in topic and "+" not in topic,
-               f"{where} [mqtt] topics must be non-empty without wildcards, not {topic!r}")
     _check(0 <= h.port <= 65535, f"{where} [http] port must be 0..65535, not {h.port}")
     _check(h.preview_fps > 0 and h.preview_width >= 16 and 1 <= h.jpeg_quality <= 100,
            f"{where} [http] needs preview_fps > 0, preview_width >= 16, jpeg_quality 1..100")

@@ -1,7 +1,8 @@
 """The service's HTTP endpoints (stdlib ``http.server``, a bounded set of handler threads).
 
 ``/``              preview page (static/index.html): the stream and live stats
-``/healthz``       200 ``{"healthy": true, ...}`` or 503 with the reason (source lost, stale, ...)
+``/healthz``       200 ``{"healthy": true, ...}`` or 503 with the reason (source lost, stale, ...);
+                   ``sinks`` (MQTT, its spool, the JSONL file), ``warnings``, ``run_id``
 ``/metrics``       Prometheus text: fps, per-stage latency, persons, drops, reconnects, errors
 ``/stats.json``    the numbers the page shows
 ``/stream.mjpg``   ``multipart/x-mixed-replace`` MJPEG of annotated frames
@@ -106,11 +107,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/healthz":
                 snap = srv.stats.snapshot()
                 doc = {k: snap[k] for k in ("healthy", "status", "camera", "frames", "fps",
-                                            "last_frame_age_s", "source", "sinks")}
+                                            "last_frame_age_s", "source", "sinks", "warnings")}
+                doc["run_id"] = snap["info"].get("run_id")
                 if "cameras" in snap:
                     doc["cameras"] = {name: {k: c[k] for k in (
                         "healthy", "status", "frames", "fps", "last_frame_age_s", "source",
-                        "sinks")} for name, c in snap["cameras"].items()}
+                        "sinks", "warnings")} for name, c in snap["cameras"].items()}
                 self._json(200 if snap["healthy"] else HTTPStatus.SERVICE_UNAVAILABLE, doc)
             elif path == "/metrics":
                 self._send(200, srv.stats.prometheus().encode(),

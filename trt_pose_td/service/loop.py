@@ -15,84 +15,31 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
-import socket
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import asdict
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 from .. import __version__
 from ..api import Pipeline, open_pipeline
 from ..errors import TrtPoseError
 from ..io.capture import CaptureSource, FileFeed, is_live_uri, open_capture
-from ..io.sinks import JsonlSink, Sink
 from ..io.sources import open_source
 from ..types import Frame, FrameResult
 from .cameras import Camera, Cameras, Prefetch
-from .config import ServiceConfig, SourceSection, mqtt_password, read_secret, source_uri
+from .config import ServiceConfig, SourceSection, read_secret, source_uri
 from .http import HttpServer
 from .logs import NativeStderr, RepeatFilter, install_repeat_filter
+from .outputs import Outputs
 from .preview import Preview
-from .sdnotify import Notifier, stdout_is_journal
-from .stats import ServiceStats, SinkCounters, StatsGroup
+from .sdnotify import Notifier
+from .stats import ServiceStats, StatsGroup
 
 log = logging.getLogger(__name__)
 
 Feed = Union[CaptureSource, FileFeed]
-
-
-def mqtt_stats_dict(mqtt: Any) -> Dict[str, Any]:
-    s = mqtt.stats()
-    return dict(asdict(s), reconnects=s.reconnects)
-
-
-class GuardedSink:
-    """A sink whose failures are logged and retried with backoff instead of raised.
-
-    While failing, frames are skipped (counted) until the next retry; the first failure and the
-    recovery are logged at WARNING, repeats at most once a minute.
-    """
-
-    def __init__(self, name: str, sink: Sink, counters: SinkCounters,
-                 backoff_min_s: float = 1.0, backoff_max_s: float = 30.0) -> None:
-        self.name, self.sink, self.counters = name, sink, counters
-        self.backoff_min_s, self.backoff_max_s = backoff_min_s, backoff_max_s
-        self._delay = backoff_min_s
-        self._retry_at = 0.0
-        self._logged_at = 0.0
-
-    def write(self, result: FrameResult) -> None:
-        now = time.monotonic()
-        c = self.counters
-        if c.failing and now < self._retry_at:
-            c.skipped += 1
-            return
-        try:
-            self.sink.write(result)
-        except Exception as exc:
-            c.errors += 1
-            if not c.failing or now - self._logged_at > 60:
-                log.warning("sink %s failed (%s: %s); retrying in %.0f s, inference goes on",
-                            self.name, type(exc).__name__, exc, self._delay)
-                self._logged_at = now
-            c.failing = True
-            self._retry_at = now + self._delay
-            self._delay = min(self._delay * 2, self.backoff_max_s)
-            return
-        if c.failing:
-            log.warning("sink %s recovered after %d error(s)", self.name, c.errors)
-            c.failing, self._delay = False, self.backoff_min_s
-
-    def close(self, timeout: float) -> None:
-        try:
-            if self.name == "mqtt":
-                self.sink.close(timeout)  # type: ignore[call-arg]
-            else:
-                self.sink.close()
-        except Exception as exc:
-            log.warning("sink %s: close failed: %s", self.name, exc)
 
 
 class Service:
@@ -103,13 +50,15 @@ class Service:
         self.notifier = notifier or Notifier()
         self._next_status = 0.0
         p = cfg.pipeline
+        #: This start of the service, in every published result with the camera's ``seq``.
+        self.run_id = new_run_id()
         info = {"version": __version__, "backend": p.backend, "detector": p.detector,
-                "pose": p.pose}
+                "pose": p.pose, "run_id": self.run_id}
         self.sources = cfg.cameras()
-        #: Per camera: its counters, its own sinks (MQTT), its preview.
+        #: Per camera: its counters, its frame counter (seq), its preview.
         self.camera_stats = {name: ServiceStats(name, info, cfg.service.stale_after_s)
                              for name, _ in self.sources}
-        self.camera_sinks: Dict[str, List[GuardedSink]] = {n: [] for n in self.camera_stats}
+        self._seq = {name: 0 for name in self.camera_stats}
         self.previews: Dict[str, Preview] = {}
         self.stats: Union[ServiceStats, StatsGroup] = (
             StatsGroup(self.camera_stats, cfg.service.healthy_when) if len(self.sources) > 1
@@ -117,8 +66,7 @@ class Service:
         self.stop_event = threading.Event()
         self.preview: Optional[Preview] = None
         self.http: Optional[HttpServer] = None
-        self.sinks: List[GuardedSink] = []  # the sinks every camera shares (JSONL)
-        self._mqtt: Any = None
+        self.outputs = Outputs(cfg, self.stats, self.camera_stats)
         self._repeats: Optional[RepeatFilter] = None
 
     def request_stop(self, signum: Optional[int] = None, frame: Any = None) -> None:
@@ -129,7 +77,7 @@ class Service:
     def run(self, install_signals: bool = True, tame_logs: bool = True) -> int:
         """``tame_logs``: rate-limit repeated warnings and route OpenCV / FFmpeg's stderr
         through the log (see :mod:`.logs`); code embedding the service may pass False."""
-        log.info("trt-pose-td %s serve, resolved config: %s", __version__,
+        log.info("trt-pose-td %s serve (run %s), resolved config: %s", __version__, self.run_id,
                  json.dumps(self.cfg.as_dict(), sort_keys=True))
         uris = [source_uri(src) for _, src in self.sources]  # secrets read before anything slow
         if install_signals:
@@ -144,7 +92,8 @@ class Service:
             self.notifier.status("loading engines")
             pipeline = open_pipeline(self.cfg.pipeline)
             stack.callback(self._close_pipeline, pipeline)
-            self._open_sinks(stack)
+            stack.callback(self.outputs.close, self.cfg.service.drain_timeout_s)
+            self.outputs.open()
             cameras = self._open_cameras(uris)
             stack.callback(cameras.close)
             stack.callback(self._begin_stop)  # runs first: tell systemd before draining
@@ -171,42 +120,6 @@ class Service:
                                h.max_connections, h.timeout_s, self.previews).start()
         stack.callback(self.http.close)
 
-    def _open_sinks(self, stack: ExitStack) -> None:
-        cfg = self.cfg
-        stack.callback(self._drain_sinks)  # closes whichever sinks were opened
-        path = cfg.jsonl.path
-        if path == "auto":
-            path = "" if stdout_is_journal() else "-"
-            if not path:
-                log.info("jsonl: off, stdout is the journal (set [jsonl] path to a file, or "
-                         "\"-\" to log every frame's poses anyway)")
-        if path:
-            self._add_sink("jsonl", JsonlSink(path, append=True))
-        if cfg.mqtt.host:
-            password = mqtt_password(cfg.mqtt)
-            for camera, stats in self.camera_stats.items():
-                self._open_mqtt(camera, stats, password)
-
-    def _open_mqtt(self, camera: str, stats: ServiceStats, password: Optional[str]) -> None:
-        """One MQTT client per camera: its topics, its client id, its status and last will."""
-        from ..io.mqtt import MqttSink
-
-        m = self.cfg.mqtt
-        mqtt = MqttSink(
-            m.host, m.port, camera=camera, topic=m.topic, status_topic=m.status_topic,
-            qos=m.qos, retain=m.retain,
-            client_id=m.client_id.format(host=socket.gethostname(), camera=camera),
-            username=m.username or None, password=password, tls=m.tls,
-            ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file,
-            keepalive=m.keepalive, queue_size=m.queue_size,
-            reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
-        self._mqtt = self._mqtt or mqtt
-        self.camera_sinks[camera].append(GuardedSink("mqtt", mqtt, stats.sink("mqtt")))
-        stats.sink_stats = lambda: {"mqtt": mqtt_stats_dict(mqtt)}
-
-    def _add_sink(self, name: str, sink: Sink) -> None:
-        self.sinks.append(GuardedSink(name, sink, self.stats.sink(name)))
-
     def _open_cameras(self, uris: List[str]) -> Cameras:
         """Every camera's feed; a file feed gets a :class:`.cameras.Prefetch` thread when there
         are several cameras (so no camera's reading holds up a tick)."""
@@ -229,11 +142,6 @@ class Service:
         if is_live_uri(src.uri):
             return open_capture(uri, src.capture_options())
         return FileFeed(open_source(src.uri, loop=src.loop), src.capture_options())
-
-    def _drain_sinks(self) -> None:
-        deadline = time.monotonic() + self.cfg.service.drain_timeout_s
-        for sink in self.sinks + [s for sinks in self.camera_sinks.values() for s in sinks]:
-            sink.close(max(0.5, deadline - time.monotonic()))
 
     @staticmethod
     def _close_pipeline(pipeline: Pipeline) -> None:
@@ -333,9 +241,10 @@ class Service:
 
     def _deliver(self, result: FrameResult) -> None:
         camera = result.frame.camera or self.sources[0][0]
+        result.run_id, result.seq = self.run_id, self._seq[camera]
+        self._seq[camera] += 1
         self.camera_stats[camera].record(result)
-        for sink in self.sinks + self.camera_sinks[camera]:
-            sink.write(result)
+        self.outputs.write(camera, result)
         preview = self.previews.get(camera)
         if preview is not None:
             preview.offer(result)
@@ -355,15 +264,16 @@ class Service:
         """One camera: fps, persons, frames, source and broker state, health. Several: the
         same per camera, the last tick's batch composition, the overall verdict."""
         snap = self.stats.snapshot()
+        notes = "".join(f"; {w}" for w in snap["warnings"])
         if "cameras" not in snap:
-            return f"{_camera_line(snap)}, {snap['status']}"
+            return f"{_camera_line(snap)}, {snap['status']}{notes}"
         cams = "; ".join(f"{name}: {_camera_line(c)}" for name, c in snap["cameras"].items())
         b = snap["batch"]
         tick = "" if not b else (
             f"; last tick: {b['frames']} camera(s), persons "
             + " + ".join(f"{k} {v}" for k, v in b["persons"].items())
             + f" -> keypoint batch(es) {b['keypoint_batches']}")
-        return f"{snap['fps']:.1f} fps in all; {cams}{tick}; {snap['status']}"
+        return f"{snap['fps']:.1f} fps in all; {cams}{tick}; {snap['status']}{notes}"
 
     def _report(self) -> None:
         line = self._status_line()
@@ -382,3 +292,9 @@ def _camera_line(snap: Dict[str, Any]) -> str:
         else "")
     return (f"{snap['fps']:.1f} fps, {snap['persons']} person(s), {snap['frames']} frames, "
             f"source {src.get('state', '?')}{broker}")
+
+
+def new_run_id() -> str:
+    """This start's id: UTC start time and 4 random hex digits, e.g. ``20250301T101500Z-3fa9``
+    (sorts by start time while the clock is right; unique either way)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(2).hex()

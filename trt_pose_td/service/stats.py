@@ -16,6 +16,7 @@ import numpy as np
 from ..io.capture import CaptureStats
 from ..io.uri import redact
 from ..types import FrameResult
+from .sink_report import add_sink_metrics, sink_warnings
 
 #: Frames kept for fps and latency quantiles.
 WINDOW = 300
@@ -133,6 +134,7 @@ class ServiceStats:
             "reconnects": src.reconnects, "open_failures": src.open_failures,
             "last_error": redact(src.last_error)}
         out["sinks"] = self.sink_stats()
+        out["warnings"] = sink_warnings(out["sinks"])
         return out
 
     def _stage_quantiles_locked(self) -> Dict[str, Dict[float, float]]:
@@ -211,19 +213,7 @@ class ServiceStats:
               [({**cam, "sink": n}, v[1]) for n, v in sinks.items()])
         m.add("sink_up", "gauge", "0 while a sink is failing",
               [({**cam, "sink": n}, int(not v[2])) for n, v in sinks.items()])
-        mqtt = snap["sinks"].get("mqtt")
-        if mqtt:
-            m.add("mqtt_connected", "gauge", "1 while connected to the broker",
-                  [(cam, int(mqtt["connected"]))])
-            for key, help_ in (("published", "Messages handed to the broker"),
-                               ("dropped", "Messages dropped (queue full or broker away)"),
-                               ("reconnects", "Reconnections to the broker")):
-                m.add(f"mqtt_{key}_total", "counter", help_, [(cam, mqtt[key])])
-            m.add("mqtt_queued", "gauge", "Messages waiting for the broker",
-                  [(cam, mqtt["queued"])])
-            m.add("mqtt_connect_failures_total", "counter",
-                  "Connection attempts that failed (broker unreachable, TLS, refused)",
-                  [(cam, mqtt["connect_failures"])])
+        add_sink_metrics(m, snap["sinks"], cam)
 
 
 def _escape(value: str) -> str:
@@ -270,6 +260,8 @@ class StatsGroup:
         self.started = time.time()
         self._lock = threading.Lock()
         self.sinks: Dict[str, SinkCounters] = {}
+        #: the state of the sinks the cameras share (the JSONL file), set by the loop
+        self.shared_sink_stats: Callable[[], Dict[str, Dict[str, Any]]] = dict
         self.http_refused: Callable[[], Optional[int]] = lambda: None
         self._ticks = self._det_runs = self._kp_runs = self._kp_persons = 0
         self._batch: Dict[str, Any] = {}
@@ -304,6 +296,10 @@ class StatsGroup:
         healthy, reason = self.health()
         ages = [v["last_frame_age_s"] for v in snaps.values() if v["last_frame_age_s"] is not None]
         first = next(iter(snaps.values()))
+        sinks = dict(_sum_sinks([v["sinks"] for v in snaps.values()]), **self.shared_sink_stats())
+        warnings = sink_warnings(self.shared_sink_stats()) + [
+            w for name, v in snaps.items()
+            for w in sink_warnings({"mqtt": v["sinks"].get("mqtt", {})}, name)]
         with self._lock:
             batch = dict(self._batch)
             shared = {n: c.errors for n, c in self.sinks.items()}
@@ -317,8 +313,8 @@ class StatsGroup:
             "errors": sum(v["errors"] for v in snaps.values()),
             "last_frame_age_s": min(ages) if ages else None,
             "latency_ms": first["latency_ms"], "sink_errors": shared, "info": first["info"],
-            "source": None, "sinks": _sum_sinks([v["sinks"] for v in snaps.values()]),
-            "batch": batch, "cameras": snaps}
+            "source": None, "sinks": sinks, "warnings": warnings, "batch": batch,
+            "cameras": snaps}
 
     def prometheus(self) -> str:
         m = _Metrics()
@@ -338,6 +334,7 @@ class StatsGroup:
         for key, i, help_ in (("sink_errors_total", 0, "Failed sink writes"),
                               ("sink_skipped_total", 1, "Frames a failing sink skipped")):
             m.add(key, "counter", help_, [({"sink": n}, v[i]) for n, v in shared.items()])
+        add_sink_metrics(m, self.shared_sink_stats(), {})
         refused = self.http_refused()
         if refused is not None:
             m.add("http_refused_connections_total", "counter",
@@ -347,14 +344,18 @@ class StatsGroup:
 
 
 def _sum_sinks(per_camera: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
-    """The cameras' MQTT clients as one: connected when all are, counters summed, the state
-    and last error of the first one not connected."""
+    """The cameras' MQTT clients as one ``{"mqtt": ...}``: connected when all are, counters
+    summed, flags when any is set, the state and last error of the first one not connected."""
     clients = [s["mqtt"] for s in per_camera if s.get("mqtt")]
     if not clients:
         return {}
     worst = next((c for c in clients if not c["connected"]), clients[0])
-    out = dict(worst, connected=all(c["connected"] for c in clients))
-    for key in ("published", "dropped", "reconnects", "queued"):
-        if all(key in c for c in clients):
-            out[key] = sum(c[key] for c in clients)
-    return out
+    out = dict(worst)
+    for key, value in worst.items():
+        if key == "connected":
+            out[key] = all(c[key] for c in clients)
+        elif isinstance(value, bool):
+            out[key] = any(c.get(key) for c in clients)
+        elif isinstance(value, int):
+            out[key] = sum(c.get(key, 0) for c in clients)
+    return {"mqtt": out}
