@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from trt_pose_td import calibration
 from trt_pose_td.errors import CalibrationError
 from trt_pose_td.models import get_spec
+from trt_pose_td.quantize import calibration
 
 cv2 = pytest.importorskip("cv2")
 

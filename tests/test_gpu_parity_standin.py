@@ -141,9 +141,8 @@ def test_simcc_flip_matches_the_cpu_estimator(models, machine, monkeypatch, stan
 def test_the_gpu_plan_takes_flip_and_recrop(models, machine, monkeypatch, tmp_path, photo):
     """``plan.resolve`` no longer refuses them, and ``GpuPipeline.from_plan`` hands them to the
     keypoint stage (TensorRT, the kernels and the engines replaced by the stand-in's)."""
-    from trt_pose_td import trt_api
     from trt_pose_td.cuda import launchers
-    from trt_pose_td.engines import tensorrt
+    from trt_pose_td.engines import tensorrt, trt_api
     from trt_pose_td.pipelines import gpu as gpu_pipeline
 
     cfg = PipelineConfig(backend="tensorrt", engine_dir=str(tmp_path), flip=True, recrop=True,

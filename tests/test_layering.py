@@ -40,11 +40,11 @@ LAYERS: Table = (
         "decode", "preprocess", "config_checks", "config", "progress", "assets", "coco_json",
         "int8_recipes", "io.uri", "tracking")),
     ("runtime", (  # what runs models and moves frames: TensorRT, CUDA, engines, sources, sinks
-        "trt_api", "cuda", "engines", "io")),
+        "cuda", "engines", "io")),
     ("pipeline", (  # config -> plan -> stages -> CPU / GPU / tracked pipelines; the public face
         "pipelines", "api")),
     ("tools", (  # built on pipelines: measuring, quantizing, building engines, checking a device
-        "benchmarks", "calibration", "quantize", "build", "doctor")),
+        "benchmarks", "quantize", "build", "doctor")),
     ("apps", (  # what a user runs: the command line and the camera service
         "cli", "service", "__main__")),
 )

@@ -46,8 +46,8 @@ def test_every_conv_gets_per_channel_symmetric_qdq(quantized):
     assert info["nonzero_zero_points"] == 0 and info["int8_zero_points"]
     assert info["opset"] >= 13
     meta = info["metadata"]
-    assert meta["trt_pose_td.calibration"] == "test-key"
-    assert meta["trt_pose_td.calibration_samples"] == "24"
+    assert meta["trt_pose_td.quantize.calibration"] == "test-key"
+    assert meta["trt_pose_td.quantize.calibration_samples"] == "24"
     assert len(meta["trt_pose_td.source_sha256"]) == 64
 
 

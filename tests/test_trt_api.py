@@ -6,8 +6,8 @@ from typing import List
 import numpy as np
 import pytest
 
+from trt_pose_td.engines.trt_api import TrtFeatures, import_tensorrt
 from trt_pose_td.errors import DependencyError, EngineError
-from trt_pose_td.trt_api import TrtFeatures, import_tensorrt
 
 
 @pytest.mark.parametrize("text, api10, implicit_int8, weak, vc", [
@@ -64,7 +64,7 @@ def _fake_tensorrt(calls):
 def test_one_logger_keeps_errors_and_follows_the_verbosity(monkeypatch, caplog):
     import logging
 
-    from trt_pose_td import trt_api
+    from trt_pose_td.engines import trt_api
 
     calls = []
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(calls))
@@ -72,7 +72,7 @@ def test_one_logger_keeps_errors_and_follows_the_verbosity(monkeypatch, caplog):
     monkeypatch.setattr(trt_api, "_PLUGINS", False)
     logger = trt_api.trt_logger()
     assert trt_api.trt_logger() is logger and calls == ["ILogger.__init__"]
-    caplog.set_level(logging.DEBUG, logger="trt_pose_td.trt_api")
+    caplog.set_level(logging.DEBUG, logger="trt_pose_td.engines.trt_api")
     logger.log(1, "Error Code 4:\n  network\tinvalid")
     logger.log(3, "built in 2 s")
     logger.log(4, "tactic 17 timing")
@@ -93,8 +93,8 @@ def test_one_logger_keeps_errors_and_follows_the_verbosity(monkeypatch, caplog):
 def test_runtime_follows_the_sidecar(monkeypatch):
     """Plugins registered, the sidecar's DLA core set (refused beyond the device's cores), host
     code allowed only for a version-compatible engine on TensorRT >= 10."""
-    from trt_pose_td import trt_api
     from trt_pose_td.engine_meta import EngineMetadata
+    from trt_pose_td.engines import trt_api
 
     calls = []
     trt = _fake_tensorrt(calls)
@@ -147,7 +147,7 @@ def test_every_data_type_of_every_stub_is_mapped_or_refused(stub_set):
     """Our own TensorRT -> numpy dtype map, against every DataType member each stub set lists:
     a member a new TensorRT adds fails here until it is mapped or refused."""
     from tests.engines.fake_trt import DATA_TYPES
-    from trt_pose_td.trt_api import NO_NUMPY_DTYPE, NUMPY_DTYPES, numpy_dtype
+    from trt_pose_td.engines.trt_api import NO_NUMPY_DTYPE, NUMPY_DTYPES, numpy_dtype
 
     members = stub_members(stub_set, "DataType")
     assert {"FLOAT", "HALF", "INT8", "INT32", "BOOL", "UINT8"} <= set(members)
@@ -168,7 +168,7 @@ def test_every_data_type_of_every_stub_is_mapped_or_refused(stub_set):
 
 
 def test_dtype_map_values_and_names_from_str():
-    from trt_pose_td.trt_api import numpy_dtype
+    from trt_pose_td.engines.trt_api import numpy_dtype
 
     expected = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
                 "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trt_pose_td.build.env import BuildEnv
-from trt_pose_td.trt_api import TrtFeatures
+from trt_pose_td.engines.trt_api import TrtFeatures
 
 CALIB_ANN = "person_keypoints_train2017_calib_subset.json"
 

@@ -6,7 +6,6 @@ import ctypes
 import numpy as np
 import pytest
 
-from trt_pose_td import calibration
 from trt_pose_td.build.calibrator import (
     CalibrationCache,
     CalibrationFeed,
@@ -16,6 +15,7 @@ from trt_pose_td.build.calibrator import (
 )
 from trt_pose_td.errors import CalibrationError
 from trt_pose_td.models import get_spec
+from trt_pose_td.quantize import calibration
 
 pytest.importorskip("cv2")
 

@@ -91,7 +91,7 @@ def builds(monkeypatch) -> List[Dict[str, Any]]:
 
     monkeypatch.setattr(run, "detect_build_env", lambda: make_env("8.5.2.2", "Xavier", "7.2"))
     monkeypatch.setattr(builder, "build_plan", build_plan)
-    monkeypatch.setattr("trt_pose_td.trt_api.import_tensorrt", lambda: None)
+    monkeypatch.setattr("trt_pose_td.engines.trt_api.import_tensorrt", lambda: None)
     monkeypatch.setattr(inspect, "inspect_plan", lambda *a: json.dumps({"Layers": []}))
     return requests
 

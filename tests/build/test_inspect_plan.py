@@ -18,11 +18,11 @@ from dataclasses import replace
 import pytest
 
 from tests.engines.fake_trt import VC_PLAN, Engine, fake_tensorrt, runtime_class
-from trt_pose_td import trt_api
 from trt_pose_td.build.inspect import inspect_plan, int8_collapse, layer_precisions
 from trt_pose_td.engine_meta import EngineMetadata
+from trt_pose_td.engines import trt_api
+from trt_pose_td.engines.trt_api import TrtFeatures
 from trt_pose_td.errors import EngineError
-from trt_pose_td.trt_api import TrtFeatures
 
 INT8_LAYERS = json.dumps({"Layers": [
     {"Name": "conv1", "LayerType": "CaskConvolution",

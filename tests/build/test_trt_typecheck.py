@@ -2,7 +2,7 @@
 TensorRT 8.5 (JetPack 5), 10.3 (JetPack 6) and 10.16 (JetPack 7): the stubs NVIDIA's bindings
 generate, read from the data mirror (``$TRT_POSE_TD_MIRROR/stubs``, else ``../shared/stubs``).
 
-Version-specific code sits under ``if TRT10_API:`` (see trt_pose_td/trt_api.py): mypy
+Version-specific code sits under ``if TRT10_API:`` (see trt_pose_td/engines/trt_api.py): mypy
 treats that name as always true for the 10.x stubs and always false for 8.5, so each branch is
 checked against the versions that run it. A probe file with known mistakes runs in the same mypy
 call and must fail exactly as expected, which proves the stubs were really used.
@@ -24,7 +24,7 @@ PACKAGE = REPO / "trt_pose_td"
 #: stub folder -> whether the TensorRT 10 API branch (TRT10_API) is taken there
 STUB_SETS = {"tensorrt-8.5": False, "tensorrt-10.3": True, "tensorrt-10.16": True}
 IMPORTS_TENSORRT = re.compile(r"^\s*(import tensorrt\b|from tensorrt\b)", re.M)
-IMPORTS_TRT_API = re.compile(r"^\s*from (\.+|trt_pose_td\.)trt_api import", re.M)
+IMPORTS_TRT_API = re.compile(r"^\s*from (\.+|trt_pose_td\.)(engines\.)?trt_api import", re.M)
 
 CONFIG = """\
 [mypy]
@@ -49,7 +49,7 @@ from typing import Any
 def probe(api10: bool, meta: Any, features: Any) -> None:
     import tensorrt as trt
 
-    from trt_pose_td.trt_api import make_runtime
+    from trt_pose_td.engines.trt_api import make_runtime
 
     trt.BuilderFlag.NOT_A_FLAG  # line 9: always wrong
     builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
@@ -84,11 +84,12 @@ def stubs_root() -> Optional[Path]:
 
 def tensorrt_modules() -> List[Path]:
     """Every package module that touches TensorRT: an ``import tensorrt`` (at any level, incl.
-    TYPE_CHECKING), an import of :mod:`trt_pose_td.trt_api` (which hands out TensorRT objects),
+    TYPE_CHECKING), an import of :mod:`trt_pose_td.engines.trt_api` (which hands out TensorRT
+    objects),
     or a place in ``engines/`` or ``build/``."""
     def touches(path: Path) -> bool:
         rel = path.relative_to(PACKAGE).as_posix()
-        return rel.startswith(("engines/", "build/")) or rel == "trt_api.py" or bool(
+        return rel.startswith(("engines/", "build/")) or bool(
             IMPORTS_TENSORRT.search(path.read_text()) or IMPORTS_TRT_API.search(path.read_text()))
     return sorted(p for p in PACKAGE.rglob("*.py") if touches(p))
 
@@ -96,7 +97,7 @@ def tensorrt_modules() -> List[Path]:
 def test_tensorrt_modules_are_discovered():
     names = {p.relative_to(PACKAGE).as_posix() for p in tensorrt_modules()}
     assert {"build/builder.py", "build/calibrator.py", "build/inspect.py", "build/env.py",
-            "build/run.py", "build/jobs.py", "trt_api.py", "engines/tensorrt.py",
+            "build/run.py", "build/jobs.py", "engines/trt_api.py", "engines/tensorrt.py",
             "engines/trt_profiles.py", "pipelines/gpu.py", "pipelines/plan.py"} <= names
 
 

@@ -14,11 +14,11 @@ from typing import Any, List, Optional
 
 import pytest
 
-from trt_pose_td import trt_api
 from trt_pose_td.build import builder as build_builder
 from trt_pose_td.build import run as build_run
 from trt_pose_td.build.options import BuildOptions, smaller_workspace, workspace_limit_mib
 from trt_pose_td.cli import main
+from trt_pose_td.engines import trt_api
 
 from .conftest import make_env
 

@@ -19,10 +19,10 @@ import pytest
 
 from tests import gpu_standin
 from tests.engines.fake_trt import fake_tensorrt
-from trt_pose_td import trt_api
 from trt_pose_td.cli import main
 from trt_pose_td.config import PipelineConfig
 from trt_pose_td.cuda import launchers, nvrtc
+from trt_pose_td.engines import trt_api
 from trt_pose_td.errors import DependencyError
 from trt_pose_td.pipelines.plan import engine_path, model_specs
 

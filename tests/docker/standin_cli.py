@@ -48,7 +48,7 @@ def install_build_standin() -> None:
     from trt_pose_td.build.env import BuildEnv
     from trt_pose_td.build.jobs import has_qdq_nodes
     from trt_pose_td.build.profiles import engine_profiles
-    from trt_pose_td.trt_api import TrtFeatures
+    from trt_pose_td.engines.trt_api import TrtFeatures
 
     version, gpu, cc = os.environ.get("STANDIN_TRT", "8.5.2.2,Xavier,7.2").split(",")
     env = BuildEnv(TrtFeatures.parse(version), gpu, cc, 2)

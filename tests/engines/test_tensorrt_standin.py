@@ -21,11 +21,11 @@ from typing import List, Tuple
 import numpy as np
 import pytest
 
-from trt_pose_td import trt_api
 from trt_pose_td.cuda import driver
 from trt_pose_td.cuda.driver import CudaError
 from trt_pose_td.engine_meta import EngineMetadata, write_metadata
 from trt_pose_td.engines import tensorrt as trt_engine
+from trt_pose_td.engines import trt_api
 from trt_pose_td.errors import EngineError
 from trt_pose_td.models import get_spec
 

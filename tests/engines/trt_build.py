@@ -56,7 +56,7 @@ def build_engine(onnx_path: Path, engine_path: Path, role: str = "pose", fp16: b
     """Build ``engine_path`` (+ ``.json`` sidecar) from ``onnx_path``; skips without TensorRT."""
     from trt_pose_td.assets import sha256_file
     from trt_pose_td.engine_meta import EngineMetadata, write_metadata
-    from trt_pose_td.trt_api import trt_logger
+    from trt_pose_td.engines.trt_api import trt_logger
 
     trt, device = require_gpu_tensorrt()
     logger = trt_logger()

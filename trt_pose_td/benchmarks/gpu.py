@@ -15,9 +15,9 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from ..engines.trt_api import detect
 from ..pipelines.gpu import GpuPipeline
 from ..progress import progress_bar
-from ..trt_api import detect
 from ..types import Frame, StageTimes, summarize_times
 from .crowd import machine_info, tile_detections
 

@@ -1,5 +1,5 @@
 """ONNX -> serialized TensorRT engine (needs TensorRT and a GPU; type-checked against the 8.5,
-10.3 and 10.16 API stubs, see :mod:`trt_pose_td.trt_api` for the ``TRT10_API`` convention).
+10.3 and 10.16 API stubs, see :mod:`trt_pose_td.engines.trt_api` for the ``TRT10_API`` convention).
 
 One call of :func:`build_plan` per engine, one engine after the other: parse the ONNX (the
 parser's own messages on failure), add the optimisation profiles, configure precision / memory
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..engine_meta import Profile
+from ..engines.trt_api import init_plugins, trt_logger
 from ..errors import ConfigError, EngineError
-from ..trt_api import init_plugins, trt_logger
 from .calibrator import (
     CalibrationCache,
     CalibrationFeed,

@@ -1,5 +1,5 @@
 """Implicit INT8 calibration (TensorRT <= 10): ``IInt8EntropyCalibrator2`` fed with the project's
-calibration tensors (:mod:`trt_pose_td.calibration`), with a calibration cache file.
+calibration tensors (:mod:`trt_pose_td.quantize.calibration`), with a calibration cache file.
 
 The logic is pure and tested without a GPU: :class:`CalibrationFeed` (fixed-size batches for the
 calibration profile), :class:`CalibrationCache` (read / atomic write) and :class:`CalibratorCore`
@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..calibration import batches
 from ..errors import CalibrationError
+from ..quantize.calibration import batches
 
 log = logging.getLogger(__name__)
 

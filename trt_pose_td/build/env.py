@@ -2,7 +2,8 @@
 
 :class:`BuildEnv` is plain data so every decision that depends on it (INT8 path, DLA, version
 compatibility) can be tested without a GPU; :func:`detect_env` fills it on the build machine
-(the GPU through :mod:`trt_pose_td.cuda.driver`, TensorRT through :mod:`trt_pose_td.trt_api`);
+(the GPU through :mod:`trt_pose_td.cuda.driver`, TensorRT through
+:mod:`trt_pose_td.engines.trt_api`);
 :func:`device_memory` is what the builder asks before each engine.
 """
 
@@ -13,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Tuple
 
-from ..trt_api import TrtFeatures
+from ..engines.trt_api import TrtFeatures
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def lazy_module_loading() -> None:
 def detect_env() -> BuildEnv:
     """Import TensorRT, query GPU 0 and the DLA cores TensorRT sees on it."""
     from ..cuda.driver import Device
-    from ..trt_api import detect, trt_logger
+    from ..engines.trt_api import detect, trt_logger
 
     lazy_module_loading()  # before the first CUDA call of the build
     _, features = detect()

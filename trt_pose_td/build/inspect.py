@@ -19,7 +19,7 @@ from ..errors import EngineError
 
 if TYPE_CHECKING:
     from ..engine_meta import EngineMetadata
-    from ..trt_api import TrtFeatures
+    from ..engines.trt_api import TrtFeatures
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def inspect_plan(plan: bytes, meta: EngineMetadata, features: TrtFeatures) -> st
     ``{"Layers": []}`` and a warning, not a failed build."""
     import tensorrt as trt
 
-    from ..trt_api import make_runtime
+    from ..engines.trt_api import make_runtime
 
     runtime = make_runtime(meta, features)
     engine = runtime.deserialize_cuda_engine(plan)

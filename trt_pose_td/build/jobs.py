@@ -11,12 +11,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import calibration
 from ..coco_json import read_annotations
 from ..config import PipelineConfig
 from ..engine_meta import EngineMetadata, engine_filename
 from ..errors import CalibrationError, ConfigError
 from ..models import ModelSpec, is_model_path
+from ..quantize import calibration
 from .env import BuildEnv
 from .options import NO_CUBLAS_CUDNN, BatchRange, BuildOptions
 from .profiles import timing_cache_path

@@ -213,7 +213,7 @@ def resolve_target(text: str) -> str:
         return text
     if not _tensorrt_installed():
         return oldest().version
-    from ..trt_api import detect
+    from ..engines.trt_api import detect
 
     try:
         return str(detect()[1].version)

@@ -17,10 +17,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .. import __version__, calibration
+from .. import __version__
 from ..assets import cache_dir, sha256_file
 from ..engine_meta import EngineMetadata, read_metadata, sidecar_path, write_metadata
 from ..errors import ConfigError, DependencyError, EngineError
+from ..quantize import calibration
 from .env import BuildEnv
 from .inspect import LayerPrecisionInfo, int8_collapse, layer_precisions
 from .jobs import (
@@ -141,7 +142,7 @@ def write_engine(path: Path, plan: bytes) -> None:
 def build_job(job: EngineJob, opts: BuildOptions, env: BuildEnv,
               calib: Optional[CalibrationSet], onnx_sha: str, progress: bool) -> BuildReport:
     """Build one engine and write it with its sidecar."""
-    from ..trt_api import import_tensorrt
+    from ..engines.trt_api import import_tensorrt
     from .builder import PlanRequest, build_plan
     from .calibrator import calibration_cache_path
     from .inspect import inspect_plan

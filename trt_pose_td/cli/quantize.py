@@ -83,7 +83,7 @@ HOW_CHOSEN = ("the data mirror's coco/calib_train2017: COCO train2017 images (ne
 def _write_manifest(path: Path, images: Path, annotations: Optional[Path]) -> None:
     import json
 
-    from ..calibration import manifest
+    from ..quantize.calibration import manifest
 
     doc = manifest(images, annotations, HOW_CHOSEN)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,9 +99,9 @@ def _write_sensitivity(name: str, qdq: Path, images: Path, annotations: Optional
     import numpy as np
 
     from ..assets import model_path, sha256_file
-    from ..calibration import load_or_make
     from ..models import get_spec
     from ..quantize import conv_sensitivity, pick_float_convs, prepared_float_model
+    from ..quantize.calibration import load_or_make
 
     spec = get_spec(name).with_input_size(size)
     onnx_path = model_path(spec, not quiet)
@@ -122,8 +122,8 @@ def _write_sensitivity(name: str, qdq: Path, images: Path, annotations: Optional
 
 def _check_inputs(args: argparse.Namespace, images: Path, annotations: Optional[Path]) -> None:
     """Calibration data and output paths, checked before any model is calibrated."""
-    from ..calibration import calibration_images
     from ..coco_json import read_annotations
+    from ..quantize.calibration import calibration_images
 
     calibration_images(images)  # missing folder / no images: one line
     if annotations is not None:
@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         meta = info["metadata"]
         rows.append((spec.name, meta["trt_pose_td.method"],
                      f"{info['quantized_convs']}/{info['convs']}",
-                     meta["trt_pose_td.calibration_samples"],
+                     meta["trt_pose_td.quantize.calibration_samples"],
                      len([n for n in meta["trt_pose_td.excluded"].split(",") if n]), str(path)))
     print(format_table(("model", "method", "int8 convs", "calib tensors", "float convs", "wrote"),
                        rows))

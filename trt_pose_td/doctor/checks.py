@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 
 from packaging.version import InvalidVersion, Version
 
-from ..trt_api import MIN_VERSION
+from ..engines.trt_api import MIN_VERSION
 from .probes import JETPACK, Facts
 from .report import Check
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from ..errors import EngineError
 from ..models import ModelSpec
-from ..trt_api import TrtFeatures, detect, make_runtime, numpy_dtype
 from .base import Engine, TensorSpec, check_contract
+from .trt_api import TrtFeatures, detect, make_runtime, numpy_dtype
 from .trt_profiles import ProfileSet, Range, Shape, as_shape, size_mismatch, volume
 
 if TYPE_CHECKING:

@@ -116,7 +116,7 @@ class GpuPipeline:
         from ..cuda.driver import Device
         from ..cuda.launchers import Kernels
         from ..engines.tensorrt import TrtEngine
-        from ..trt_api import import_tensorrt
+        from ..engines.trt_api import import_tensorrt
 
         cfg = plan.cfg
         import_tensorrt()

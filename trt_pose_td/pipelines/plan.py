@@ -98,7 +98,7 @@ def _int8_mode(cfg: PipelineConfig) -> Optional[str]:
 
 def tensorrt_unavailable(cfg: PipelineConfig) -> Optional[str]:
     """Why ``cfg`` cannot run on TensorRT here (None: it can)."""
-    from ..trt_api import import_tensorrt
+    from ..engines.trt_api import import_tensorrt
 
     try:
         import_tensorrt()

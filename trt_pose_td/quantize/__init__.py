@@ -10,7 +10,7 @@ keeps) and what ONNX Runtime runs on a CPU, which is how INT8 accuracy is measur
 * weights stay float behind a Q/DQ pair and biases stay float (TensorRT folds both; TensorRT
   8.5 on JetPack 5 needs no int8/int32 initializers);
 * activation ranges from ONNX Runtime's calibrators: ``entropy`` (KL), ``minmax`` or
-  ``percentile`` over calibration tensors from :mod:`trt_pose_td.calibration` (letterboxed
+  ``percentile`` over calibration tensors from :mod:`trt_pose_td.quantize.calibration` (letterboxed
   frames for detectors, run-time person crops for keypoint models; train2017, never val), or
   ``mse``: MinMax ranges refined layer by layer to the least Conv-output error.
 

@@ -17,7 +17,6 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..assets import model_path, sha256_file
-from ..calibration import batches, load_or_make
 from ..errors import CalibrationError, ConfigError, require
 from ..int8_recipes import (
     DEFAULT_EXCLUDES,
@@ -30,6 +29,7 @@ from ..int8_recipes import (
     quantized_path,
 )
 from ..models import ModelSpec, get_spec
+from .calibration import batches, load_or_make
 from .graph import opset, resolve_excludes, unquantize_other_consumers
 from .mse import conv_inputs, refine_scales
 from .simulate import float_values
@@ -109,7 +109,7 @@ def quantize_model(spec: ModelSpec, onnx_path: Path, calib_data: np.ndarray, out
     """Write a Q/DQ ONNX of ``onnx_path`` calibrated on ``calib_data`` to ``out_path``.
 
     spec: the registry contract (input name, static batch); calib_data: (N, 3, H, W) float32
-    network inputs from :func:`trt_pose_td.calibration.load_or_make`; method: a key of
+    network inputs from :func:`trt_pose_td.quantize.calibration.load_or_make`; method: a key of
     :data:`METHODS`; exclude_nodes: node names (or ``@first-conv`` / ``@last-conv``) kept in
     float; op_set: a key of :data:`OP_SETS`. Returns ``out_path``.
     """
@@ -139,10 +139,10 @@ def quantize_model(spec: ModelSpec, onnx_path: Path, calib_data: np.ndarray, out
         if method == "mse":
             _refine_mse(qmodel, model, spec.input_name, data)
     props = {"trt_pose_td.source_sha256": sha256_file(Path(onnx_path)),
-             "trt_pose_td.calibration": calibration_key, "trt_pose_td.method": method,
+             "trt_pose_td.quantize.calibration": calibration_key, "trt_pose_td.method": method,
              "trt_pose_td.per_channel": str(per_channel), "trt_pose_td.op_set": op_set,
              "trt_pose_td.excluded": ",".join(excluded),
-             "trt_pose_td.calibration_samples": str(len(data))}
+             "trt_pose_td.quantize.calibration_samples": str(len(data))}
     for key, value in props.items():
         entry = qmodel.metadata_props.add()
         entry.key, entry.value = key, value

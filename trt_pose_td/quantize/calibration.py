@@ -20,12 +20,12 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import geometry
-from .errors import CalibrationError
-from .io.sources import IMAGE_EXTS, read_image
-from .models import ModelSpec
-from .preprocess import CpuPreprocessor, warp_with
-from .progress import track
+from .. import geometry
+from ..errors import CalibrationError
+from ..io.sources import IMAGE_EXTS, read_image
+from ..models import ModelSpec
+from ..preprocess import CpuPreprocessor, warp_with
+from ..progress import track
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def load_or_make(spec: ModelSpec, onnx_sha256: str, images_dir: Path,
 
     Detectors use the images alone; keypoint models need ``annotations`` (COCO person boxes).
     """
-    from .assets import cache_dir as default_cache
+    from ..assets import cache_dir as default_cache
 
     images = calibration_images(images_dir)
     if spec.task == "pose" and annotations is None:
@@ -142,7 +142,7 @@ def batches(data: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 def manifest(images_dir: Path, annotations: Optional[Path] = None, how: str = "") -> dict:
     """The calibration set as data: every image's name, COCO id, sha256 and person count, the
     annotation file's sha256, and ``how`` the images were chosen (``calib/*.json``)."""
-    from .assets import sha256_file
+    from ..assets import sha256_file
 
     images = calibration_images(images_dir)
     ids = {}

@@ -32,12 +32,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Deque, Optional, Tuple
 
-from .errors import DependencyError, EngineError
+from ..errors import DependencyError, EngineError
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-    from .engine_meta import EngineMetadata
+    from ..engine_meta import EngineMetadata
 
 log = logging.getLogger(__name__)
 
