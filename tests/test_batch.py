@@ -166,7 +166,6 @@ def test_tracked_batch_keeps_one_tracker_per_camera(sample_clip, det_every):
     """Two cameras through TrackedPipeline.batch: each camera's track ids and keypoints equal
     those of a tracked pipeline that sees only that camera (ids are per camera); det_every 2
     runs the frames one after another through their camera's tracker."""
-    pytest.importorskip("scipy")
     frames = list(itertools.islice(as_frames(str(sample_clip)), 3))
     cams = {"a": [replace(f, camera="a") for f in frames],
             "b": [replace(f, camera="b", image=cv2.flip(f.image, 1)) for f in frames]}
