@@ -130,3 +130,20 @@ def test_boxes_scores_decoder_runs_nms():
     b, s = decode.decode_boxes_scores({"boxes": boxes, "scores": scores}, (320, 320),
                                       DetectorParams(score_threshold=0.3))
     np.testing.assert_allclose(s, [0.9, 0.4])
+
+
+def test_quarter_refinement_with_a_nan_neighbour_matches_the_kernel():
+    """A NaN maximum (argmax takes the first NaN) with a NaN right neighbour: no quarter step
+    on that axis (decode.cu's comparisons are false for NaN), on the CPU decoder and the
+    kernel's twin alike (np.sign gave a NaN coordinate)."""
+    from trt_pose_td.cuda.twins import decode_heatmaps_twin
+    from trt_pose_td.decode import decode_heatmaps
+
+    maps = np.zeros((1, 1, 5, 5), np.float32)
+    maps[0, 0, 2, 2] = np.nan      # the maximum (argmax: the first NaN)
+    maps[0, 0, 2, 3] = np.nan      # right of it: the x difference is NaN
+    maps[0, 0, 3, 2] = 0.5         # below: y steps down by a quarter
+    cpu, _ = decode_heatmaps(maps, (20, 20), "quarter")
+    twin, _ = decode_heatmaps_twin(maps, (20, 20), "quarter")
+    assert np.all(np.isfinite(cpu)) and np.array_equal(cpu, twin)
+    assert np.allclose(cpu[0, 0], [(2 + 0.5) * 4, (2 + 0.25 + 0.5) * 4])

@@ -30,6 +30,12 @@ def heatmap_argmax(heatmaps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.stack([idx % w, idx // w], axis=-1).astype(np.int64), vals.astype(np.float32)
 
 
+def quarter_step(d: np.ndarray) -> np.ndarray:
+    """+0.25 / -0.25 / 0 float32 for a neighbour difference d > 0 / < 0 / otherwise (a NaN
+    difference gives 0, as decode.cu's comparisons do; ``np.sign`` would give NaN)."""
+    return np.where(d > 0, np.float32(0.25), np.where(d < 0, np.float32(-0.25), np.float32(0)))
+
+
 def quarter_offsets(heatmaps: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """+-0.25 towards the higher neighbour, where both neighbours exist (HRNet's refinement):
     heatmaps (N, K, h, w), idx (N, K, 2) their argmax -> (N, K, 2) float32 offsets in cells."""
@@ -42,8 +48,8 @@ def quarter_offsets(heatmaps: np.ndarray, idx: np.ndarray) -> np.ndarray:
     ni, ki = np.meshgrid(np.arange(n), np.arange(k), indexing="ij")
     dx = heatmaps[ni, ki, py, right] - heatmaps[ni, ki, py, left]
     dy = heatmaps[ni, ki, down, px] - heatmaps[ni, ki, up, px]
-    off = np.stack([np.sign(dx), np.sign(dy)], -1) * 0.25
-    return np.where(ok[..., None], off, 0.0).astype(np.float32)
+    off = np.stack([quarter_step(dx), quarter_step(dy)], -1)
+    return np.where(ok[..., None], off, np.float32(0)).astype(np.float32)
 
 
 def gaussian_kernel_1d(kernel: int) -> np.ndarray:

@@ -20,7 +20,13 @@ from typing import Callable, Dict, Mapping, Sequence, Tuple
 import numpy as np
 
 from ..geometry import invert_affines, to_cv2_affine
-from ..refine import REFINEMENTS, dark_kernel_size, dark_offsets, gaussian_kernel_1d
+from ..refine import (
+    REFINEMENTS,
+    dark_kernel_size,
+    dark_offsets,
+    gaussian_kernel_1d,
+    quarter_step,
+)
 
 Size = Tuple[int, int]
 
@@ -222,10 +228,6 @@ def _argmax(maps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return idx, maps[np.arange(len(maps)), idx]
 
 
-def _sign_quarter(d: np.ndarray) -> np.ndarray:
-    return np.where(d > 0, np.float32(0.25), np.where(d < 0, np.float32(-0.25), np.float32(0)))
-
-
 def _quarter_twin(maps: np.ndarray, px: np.ndarray, py: np.ndarray, w: int, h: int
                   ) -> np.ndarray:
     ok = (px > 0) & (px < w - 1) & (py > 0) & (py < h - 1)
@@ -235,7 +237,7 @@ def _quarter_twin(maps: np.ndarray, px: np.ndarray, py: np.ndarray, w: int, h: i
     up, down = np.maximum(py - 1, 0), np.minimum(py + 1, h - 1)
     dx = maps[m, py * w + right] - maps[m, py * w + left]
     dy = maps[m, down * w + px] - maps[m, up * w + px]
-    off = np.stack([_sign_quarter(dx), _sign_quarter(dy)], 1)
+    off = np.stack([quarter_step(dx), quarter_step(dy)], 1)
     return np.where(ok[:, None], off, np.float32(0)).astype(np.float32)
 
 
