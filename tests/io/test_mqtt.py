@@ -106,3 +106,23 @@ def test_broker_killed_mid_run_write_never_blocks_and_reconnects(broker):
         assert sink.stats().reconnects >= 1
     finally:
         sink.close()
+
+
+def test_close_without_a_spool_waits_for_the_broker_to_send_what_was_written():
+    """Written before the first connection, closed at once: without a spool the message waits
+    in memory for a connection up to close's timeout (the broker comes up 1 s later), and is
+    published, not dropped (it was, when close gave up while the first connect was pending)."""
+    import threading
+
+    broker = Broker()
+    sink = MqttSink("127.0.0.1", broker.port, camera="late", qos=1, reconnect_min_s=0.2,
+                    reconnect_max_s=0.5)
+    starter = threading.Timer(1.0, broker.start)
+    try:
+        sink.write(result(3))
+        starter.start()
+        sink.close(timeout=8.0)
+        assert sink.stats().published == 1 and sink.stats().dropped == 0, sink.stats()
+    finally:
+        starter.join()
+        broker.stop()

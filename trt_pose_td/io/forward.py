@@ -102,7 +102,9 @@ class Forwarder:
 
     def stop(self, timeout: float) -> None:
         """Ask :meth:`run` to end: connected, it sends what waits in memory and waits for the
-        acknowledgements (up to ``timeout`` s); the spool's backlog stays for the next start."""
+        acknowledgements (up to ``timeout`` s); the spool's backlog stays for the next start.
+        Not connected: with a spool it ends at once (:meth:`settle` spools the rest); without
+        one, messages in memory wait for a connection up to ``timeout`` s."""
         self._deadline = time.monotonic() + timeout
         self._stopping = True
         self._wake.set()
@@ -147,8 +149,9 @@ class Forwarder:
             self._gen = gen
         if current is None:
             self._spill(0)
-            if self._stopping:
-                return False
+            if self._stopping and (self.spool is not None or not self._inbox
+                                   or time.monotonic() > self._deadline):
+                return False  # no spool: messages in memory wait for a connection until then
             self._idle()
             return True
         self._spill(self.queue_size)

@@ -278,8 +278,9 @@ class MqttSink(Sink):
                              **spool)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Send what waits in memory (up to ``timeout`` s while connected), keep the rest in the
-        spool (without one it is lost, counted), then say ``offline`` and disconnect."""
+        """Send what waits in memory (up to ``timeout`` s; without a spool also waiting that
+        long for a connection), keep the rest in the spool (without one it is lost, counted),
+        then say ``offline`` and disconnect."""
         if self._closing:
             return
         self._fwd.stop(timeout)
