@@ -90,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--mqtt-topic", dest="cfg:mqtt.topic", default=SUPPRESS, metavar="TOPIC",
                    help="topic, {camera} expands (default: trt-pose-td/{camera}/poses)")
     s.add_argument("--mqtt-qos", dest="cfg:mqtt.qos", type=int, choices=(0, 1, 2),
-                   default=SUPPRESS, help="MQTT QoS (default: 0)")
+                   default=SUPPRESS, help="MQTT QoS (default: 1, at-least-once)")
     s.add_argument("--mqtt-retain", dest="cfg:mqtt.retain", action="store_const", const=True,
                    default=SUPPRESS, help="publish retained messages")
     s.add_argument("--http", dest="http_addr", type=_http_addr, default=None,

@@ -64,7 +64,7 @@ class MqttSection:
     port: int = 1883
     topic: str = "trt-pose-td/{camera}/poses"
     status_topic: str = "trt-pose-td/{camera}/status"
-    qos: int = 0
+    qos: int = 1  # at-least-once: a message on the wire at a drop is sent again
     retain: bool = False
     client_id: str = "trt-pose-td-{host}-{camera}"
     username: str = ""
