@@ -27,6 +27,11 @@ from trt_pose_td.engine_meta import EngineMetadata, write_metadata
 NAMES = ["python", "numpy", "tensorrt", "cv2", "onnxruntime", "cuda-python", "nvrtc", "gpu",
          "engines", "lazy-loading", "jetson", "argus"]
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
+#: cuda-python (with NVRTC) is in the dev extra, not in the Python 3.8 CPU run's venv
+HAVE_CUDA = importlib.util.find_spec("cuda") is not None
+#: What blocks the TensorRT backend on this machine (no GPU; cuda-python / NVRTC if absent).
+BLOCKING = ["tensorrt", "gpu", "engines"] if HAVE_CUDA else \
+    ["tensorrt", "cuda-python", "nvrtc", "gpu", "engines"]
 
 
 @pytest.fixture
@@ -90,7 +95,11 @@ def test_this_machine_one_line_per_check_and_onnxruntime_can_run(here, capsys):
         "FAIL  tensorrt      not importable (ModuleNotFoundError: No module named 'tensorrt') "
         "-- fix: on x86: NVIDIA's TensorRT container or pip install tensorrt; a Jetson gets it "
         "with JetPack; or use --backend onnxruntime")
-    assert by_name["gpu"].startswith("FAIL  gpu           no NVIDIA driver")
+    if HAVE_CUDA:
+        assert by_name["gpu"].startswith("FAIL  gpu           no NVIDIA driver")
+    else:
+        assert by_name["gpu"] == ("FAIL  gpu           needs cuda-python -- fix: pip install "
+                                  "'trt-pose-td[trt]'")
     assert "missing " in by_name["engines"] and \
         by_name["engines"].endswith("-- fix: build them on this device: trt-pose-td build "
                                     "--precision fp16")
@@ -106,11 +115,11 @@ def test_this_machine_one_line_per_check_and_onnxruntime_can_run(here, capsys):
 def test_tensorrt_backend_cannot_run_here_exit_1_and_json(here, capsys):
     code, lines, _, _ = run_doctor(capsys, "--backend", "tensorrt")
     assert code == 1
-    assert lines[-1] == "backend tensorrt: cannot run here (tensorrt, gpu, engines failed)"
+    assert lines[-1] == f"backend tensorrt: cannot run here ({', '.join(BLOCKING)} failed)"
     assert main(["doctor", "--backend", "tensorrt", "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["can_run"] is False and doc["backend"] == "tensorrt"
-    assert doc["blocking"] == ["tensorrt", "gpu", "engines"] and doc["config"] is None
+    assert doc["blocking"] == BLOCKING and doc["config"] is None
     assert [c["name"] for c in doc["checks"]] == NAMES
     assert {c["status"] for c in doc["checks"]} <= {"ok", "warn", "fail", "skip"}
 
