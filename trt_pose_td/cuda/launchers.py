@@ -46,6 +46,26 @@ def _ptr(value: Any) -> ctypes.c_uint64:
     return ctypes.c_uint64(int(value))
 
 
+def _warp_dtype(dtype: object, channel_order: str) -> np.dtype:
+    """The output dtype of a warp launch (float32 / float16), its channel order checked."""
+    out_dtype = np.dtype(dtype)  # type: ignore[call-overload]
+    if out_dtype not in WARP_DTYPES:
+        raise ValueError(f"dtype must be float32 or float16, not {out_dtype}")
+    if channel_order not in ("bgr", "rgb"):
+        raise ValueError(f"channel_order must be 'bgr' or 'rgb', not {channel_order!r}")
+    return out_dtype
+
+
+def _norm(mean: Sequence[float], std: Sequence[float]) -> _Norm:
+    mean32, istd32 = norm_params(mean, std)
+    return _Norm(*[float(v) for v in (*mean32, *istd32)])
+
+
+def _warp_grid(w: int, h: int, count: int) -> Tuple[int, int, int]:
+    """One block per 32 x 8 output pixels, grid z = items."""
+    return -(-w // _WARP_BLOCK[0]), -(-h // _WARP_BLOCK[1]), count
+
+
 def _capacity(nbytes: int, capacity: Optional[int], what: str) -> None:
     if capacity is not None and nbytes > capacity:
         raise ValueError(f"{what} needs {nbytes} bytes but its buffer holds {capacity}")
@@ -128,11 +148,7 @@ class Kernels:
         params_ptr: device address of (count, 6) float32 :func:`~.twins.warp_params`;
         out_ptr: device address of the output; returns the bytes written.
         """
-        out_dtype = np.dtype(dtype)  # type: ignore[call-overload]
-        if out_dtype not in WARP_DTYPES:
-            raise ValueError(f"dtype must be float32 or float16, not {out_dtype}")
-        if channel_order not in ("bgr", "rgb"):
-            raise ValueError(f"channel_order must be 'bgr' or 'rgb', not {channel_order!r}")
+        out_dtype = _warp_dtype(dtype, channel_order)
         src_w, src_h = int(src_size[0]), int(src_size[1])
         w, h = int(out_size[0]), int(out_size[1])
         if min(src_w, src_h, w, h) < 1 or src_pitch < 3 * src_w or count < 1:
@@ -140,9 +156,7 @@ class Kernels:
                              f"{w}x{h}, count {count}")
         nbytes = count * 3 * h * w * out_dtype.itemsize
         _capacity(nbytes, out_capacity, "warp output")
-        mean32, istd32 = norm_params(mean, std)
-        norm = _Norm(*[float(v) for v in (*mean32, *istd32)])
-        grid = (-(-w // _WARP_BLOCK[0]), -(-h // _WARP_BLOCK[1]), count)
+        norm, grid = _norm(mean, std), _warp_grid(w, h, count)
         name = "warp_affine_f32" if out_dtype == np.float32 else "warp_affine_f16"
         self._launch(name, grid, (*_WARP_BLOCK, 1), stream, [
             _ptr(src_ptr), ctypes.c_int(src_w), ctypes.c_int(src_h), ctypes.c_int(src_pitch),
@@ -163,19 +177,13 @@ class Kernels:
         the elements of the output the items reach (largest offset + 3 * H * W), checked
         against ``out_capacity`` (bytes) before the launch.
         """
-        out_dtype = np.dtype(dtype)  # type: ignore[call-overload]
-        if out_dtype not in WARP_DTYPES:
-            raise ValueError(f"dtype must be float32 or float16, not {out_dtype}")
-        if channel_order not in ("bgr", "rgb"):
-            raise ValueError(f"channel_order must be 'bgr' or 'rgb', not {channel_order!r}")
+        out_dtype = _warp_dtype(dtype, channel_order)
         w, h = int(out_size[0]), int(out_size[1])
         if min(w, h) < 1 or not 1 <= count <= _MAX_GRID_YZ:
             raise ValueError(f"bad warp sizes: output {w}x{h}, {count} items (1..{_MAX_GRID_YZ})")
         extent = count * 3 * h * w if out_extent is None else int(out_extent)
         _capacity(extent * out_dtype.itemsize, out_capacity, "warp output")
-        mean32, istd32 = norm_params(mean, std)
-        norm = _Norm(*[float(v) for v in (*mean32, *istd32)])
-        grid = (-(-w // _WARP_BLOCK[0]), -(-h // _WARP_BLOCK[1]), count)
+        norm, grid = _norm(mean, std), _warp_grid(w, h, count)
         name = "warp_frames_f32" if out_dtype == np.float32 else "warp_frames_f16"
         self._launch(name, grid, (*_WARP_BLOCK, 1), stream, [
             _ptr(frames_ptr), _ptr(items_ptr), _ptr(out_ptr), ctypes.c_int(w), ctypes.c_int(h),
