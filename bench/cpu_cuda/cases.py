@@ -77,6 +77,16 @@ def put(memory: HostMemory, array: np.ndarray) -> np.ndarray:
     return out
 
 
+def put_frame(memory: HostMemory, frame: np.ndarray, pad: int) -> Tuple[np.ndarray, int]:
+    """An (H, W, 3) uint8 frame in guarded "device" memory with ``pad`` bytes after each row
+    (they stay poisoned, 0xff): the (H, pitch) rows and the pitch in bytes."""
+    h, w = frame.shape[:2]
+    pitch = 3 * w + pad
+    src = memory.array((h, pitch), np.uint8)
+    src[:, :3 * w] = frame.reshape(h, 3 * w)
+    return src, pitch
+
+
 # -- warp ----------------------------------------------------------------------------------------
 def make_warp(rng: np.random.Generator, p: Params) -> Inputs:
     w, h = p.get("frame", (160, 120))
@@ -89,9 +99,7 @@ def make_warp(rng: np.random.Generator, p: Params) -> Inputs:
 
 def run_warp(kernels: Any, stream: Any, memory: HostMemory, x: Inputs) -> np.ndarray:
     h, w = x["frame"].shape[:2]
-    pitch = 3 * w + x["pad"]
-    src = memory.array((h, pitch), np.uint8)  # row padding stays poisoned (0xff)
-    src[:, :3 * w] = x["frame"].reshape(h, 3 * w)
+    src, pitch = put_frame(memory, x["frame"], x["pad"])
     params = put(memory, twins.warp_params(x["affines"]))
     (ow, oh), n = x["out"], len(params)
     out = memory.array((n, 3, oh, ow), x["dtype"])
@@ -130,11 +138,8 @@ def _frame_offsets(x: Inputs) -> np.ndarray:
 def run_frames(kernels: Any, stream: Any, memory: HostMemory, x: Inputs) -> np.ndarray:
     table = []
     for i, frame in enumerate(x["frames"]):
-        h, w = frame.shape[:2]
-        pitch = 3 * w + x["pad"] * (i % 2)  # every other frame with padded rows
-        src = memory.array((h, pitch), np.uint8)  # the padding stays poisoned (0xff)
-        src[:, :3 * w] = frame.reshape(h, 3 * w)
-        table.append((src.ctypes.data, w, h, pitch))
+        src, pitch = put_frame(memory, frame, x["pad"] * (i % 2))  # every other one padded
+        table.append((src.ctypes.data, frame.shape[1], frame.shape[0], pitch))
     frames = put(memory, twins.warp_frame_table(table))
     offsets = _frame_offsets(x)
     items = put(memory, twins.warp_items(x["affines"], x["owner"], offsets))
