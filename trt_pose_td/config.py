@@ -10,7 +10,7 @@ backend).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Union, get_type_hints
 
 from .config_checks import BACKENDS, PREPROCESSORS, check_pipeline_config, pipeline_values
 from .errors import ConfigError
@@ -79,8 +79,9 @@ class PipelineConfig:
         field names (``det_size`` may be N, ``"WxH"`` or ``[W, H]``); an unknown key, a wrong
         type or a value out of range is a one-line :class:`ConfigError` naming ``where``."""
         values: dict = {}
+        kinds = _field_kinds()
         for table in tables:
-            values.update(pipeline_values(table, f"{where} [pipeline]"))
+            values.update(pipeline_values(table, f"{where} [pipeline]", kinds))
         try:
             return replace(cls(), **values)
         except ConfigError as exc:
@@ -89,3 +90,14 @@ class PipelineConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
+
+
+def _field_kinds() -> Dict[str, Any]:
+    """Each :class:`PipelineConfig` field's type in a table, from its annotation: bool, int,
+    float or str (``Optional[X]`` is X), ``tuple`` for ``det_size``."""
+    kinds: Dict[str, Any] = {}
+    for name, hint in get_type_hints(PipelineConfig).items():
+        if getattr(hint, "__origin__", None) is Union:  # Optional[X]
+            hint = next(a for a in hint.__args__ if a is not type(None))
+        kinds[name] = tuple if getattr(hint, "__origin__", None) is tuple else hint
+    return kinds

@@ -137,26 +137,18 @@ def coerce(where: str, value: Any, kind: Any) -> Any:
     return float(value) if kind is float else int(value) if kind is int else value
 
 
-#: The type of each :class:`~trt_pose_td.config.PipelineConfig` field in a table (det_size:
-#: N, "WxH" or [W, H]; the Optional fields take their type or are left out).
-PIPELINE_KINDS: Dict[str, Any] = {
-    "detector": str, "pose": str, "detector_like": str, "pose_like": str, "det_size": tuple,
-    "score_threshold": float, "iou_threshold": float, "max_persons": int, "max_batch": int,
-    "refine": str, "box_padding": float, "flip": bool, "recrop": bool, "backend": str,
-    "threads": int, "preprocessor": str, "engine_dir": str, "precision": str, "int8_mode": str,
-    "track": bool, "det_every": int, "smooth": bool}
-
-
-def pipeline_values(table: Mapping[str, Any], where: str) -> Dict[str, Any]:
-    """Field values of a ``[pipeline]`` table (keys = ``run`` flags without dashes): unknown keys
-    and wrong types are one-line :class:`ConfigError` s naming ``where``; ranges and choices are
-    checked when the config is built (:func:`check_pipeline_config`)."""
+def pipeline_values(table: Mapping[str, Any], where: str, kinds: Mapping[str, Any]
+                    ) -> Dict[str, Any]:
+    """Field values of a ``[pipeline]`` table (keys = ``run`` flags without dashes); ``kinds``:
+    each field's type (bool, int, float, str, or tuple for ``det_size``: N, "WxH" or [W, H]).
+    Unknown keys and wrong types are one-line :class:`ConfigError` s naming ``where``; ranges
+    and choices are checked when the config is built (:func:`check_pipeline_config`)."""
     out: Dict[str, Any] = {}
     for key, value in table.items():
         name = str(key).replace("-", "_")
-        if name not in PIPELINE_KINDS:
-            raise unknown_key(where, name, PIPELINE_KINDS)
-        kind = PIPELINE_KINDS[name]
+        if name not in kinds:
+            raise unknown_key(where, name, kinds)
+        kind = kinds[name]
         if kind is tuple:
             out[name] = _size_value(f"{where} {name}", value)
         else:
